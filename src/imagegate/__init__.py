@@ -1,0 +1,3 @@
+"""imagegate: a self-hostable, OpenAI-compatible image generation gateway."""
+
+__version__ = "0.1.0"

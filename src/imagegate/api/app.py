@@ -1,0 +1,36 @@
+"""The ASGI application: routes, error rendering and the gateway's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from imagegate import __version__
+from imagegate.api import errors, images, system
+from imagegate.api.middleware import TraceIdMiddleware
+from imagegate.core.gateway import Gateway
+from imagegate.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = await Gateway.start(settings)
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  redirect_slashes=False)
+    app.add_middleware(TraceIdMiddleware)
+    errors.install(app)
+    app.include_router(images.router)
+    app.include_router(system.router)
+    return app

@@ -1,0 +1,64 @@
+"""Models list, hosted files and health checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from imagegate.api.deps import credential, gateway
+from imagegate.core.errors import NoApi
+from imagegate.db.models import Credential
+from imagegate.storage.images import content_type_for
+
+router = APIRouter()
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+@router.get("/v1/models")
+async def models(request: Request, _: Credential = Depends(credential)) -> Response:
+    gw = gateway(request)
+    created = int(gw.settings.data_dir.stat().st_mtime) if gw.settings.data_dir.exists() else 0
+    data = []
+    for name, model in gw.registry.models.items():
+        missing = gw.unavailable.get(name)
+        data.append({
+            "id": name, "object": "model", "created": created, "owned_by": "imagegate",
+            "family": model.family, "available": not missing,
+            "unavailable_reason": f"set {' or '.join(missing)}" if missing else None,
+            "price": float(model.price),
+            "price_tiers": [
+                {"quality": t.quality, "size": list(t.size) if t.size else None,
+                 "price": float(t.price)} for t in model.tiers
+            ],
+        })
+    return _json({"object": "list", "data": data})
+
+
+@router.get("/files/{key:path}")
+async def files(key: str, request: Request) -> Response:
+    found = await gateway(request).store.stream(key)
+    if found is None:
+        raise NoApi(f"no file {key!r}")
+    size, chunks = found
+    return StreamingResponse(chunks, media_type=content_type_for(key), headers={
+        "Cache-Control": IMMUTABLE, "Content-Length": str(size),
+    })
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return _json({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    checks = await gateway(request).ready()
+    ok = all(v == "ok" for v in checks.values())
+    return _json({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)

@@ -1,0 +1,199 @@
+"""`imagegate serve | tokens ... | fake-upstream ...`"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagegate import logging as logs
+from imagegate.core.registry import ConfigError
+from imagegate.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="imagegate: an OpenAI-compatible image generation gateway.")
+tokens = typer.Typer(no_args_is_help=True, help="Manage credentials (API tokens).")
+app.add_typer(tokens, name="tokens")
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option(help="Data directory [env IMAGEGATE_DATA_DIR; "
+                                              "default ./imagegate-data]")]
+DatabaseUrl = Annotated[str | None, typer.Option(help="Database URL [env IMAGEGATE_DATABASE_URL; "
+                                                 "default SQLite in the data directory]")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default 8000]")] = None,
+    data_dir: DataDir = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Model registry YAML [env IMAGEGATE_CONFIG; default: the packaged one]")] = None,
+    sandbox: Annotated[bool, typer.Option(
+        "--sandbox", help="Serve every model from the local sandbox provider (no keys needed)"
+    )] = False,
+    database_url: DatabaseUrl = None,
+    storage_url: Annotated[str | None, typer.Option(help="Image storage URL [default file://"
+                                                    "<data-dir>/files]")] = None,
+    public_base_url: Annotated[str | None, typer.Option(
+        help="Base of image URLs [default http://HOST:PORT]")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from imagegate.api.app import create_app
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, config=config,
+                         sandbox=sandbox or None, database_url=database_url,
+                         storage_url=storage_url, public_base_url=public_base_url,
+                         log_level=log_level)
+    logs.configure(settings.log_level, settings.log_json)
+    try:
+        demo = asyncio.run(_prepare(settings))
+    except ConfigError as e:
+        err.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(2) from None
+    base = settings.resolved_public_base_url()
+    print(f"imagegate listening on http://{settings.host}:{settings.port}", flush=True)
+    if settings.sandbox:
+        print(f"sandbox mode: every model is served by the local sandbox provider\n"
+              f"try: curl {base}/v1/images/generations -H 'authorization: Bearer {demo}' "
+              "-H 'content-type: application/json' "
+              "-d '{\"model\": \"nano-banana\", \"prompt\": \"a red apple\"}'", flush=True)
+        if demo:
+            print(f"demo token: {demo}", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower(), access_log=False,
+                timeout_graceful_shutdown=30)
+
+
+async def _prepare(settings: Settings) -> str | None:
+    """Migrate, check the config, and in sandbox mode make sure a demo token exists."""
+    from imagegate.core import credentials
+    from imagegate.core.money import to_micro
+    from imagegate.core.registry import load_registry
+    from imagegate.db import engine as db
+
+    load_registry(settings.config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = db.make_engine(settings.resolved_database_url())
+    try:
+        await db.upgrade(engine)
+        if not settings.sandbox:
+            return None
+        demo_file = settings.data_dir / "demo-token"
+        if demo_file.exists():
+            return demo_file.read_text().strip()
+        async with db.sessionmaker_for(engine).begin() as session:
+            issued = await credentials.create_credential(
+                session, name="demo", credits_micro=to_micro(settings.demo_credits))
+        demo_file.write_text(issued.token + "\n")
+        demo_file.chmod(0o600)
+        return issued.token
+    finally:
+        await engine.dispose()
+
+
+@tokens.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="A name to recognise the credential")] = "default",
+    credits: Annotated[float, typer.Option(help="Starting credits")] = 0.0,
+    application: Annotated[str, typer.Option(help="The application it belongs to")] = "default",
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a credential; the token is printed alone on the last line (shown once)."""
+    from imagegate.core import credentials
+    from imagegate.core.money import to_micro
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+
+    async def run() -> credentials.IssuedCredential:
+        async with _session(settings) as session:
+            issued = await credentials.create_credential(
+                session, name=name, application=application, credits_micro=to_micro(credits))
+            await session.commit()
+            return issued
+
+    issued = asyncio.run(run())
+    print(f"credential {issued.credential.id} ({name}), credits {credits:g}")
+    print(f"webhook secret: {issued.credential.webhook_secret}")
+    print(issued.token)
+
+
+@tokens.command("list")
+def tokens_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List credentials (never their tokens)."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from imagegate.core.money import format_credits
+    from imagegate.db.models import Credential
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+
+    async def run() -> list[Credential]:
+        async with _session(settings) as session:
+            rows = await session.execute(select(Credential).order_by(Credential.created_at))
+            return list(rows.scalars())
+
+    table = Table("id", "name", "prefix", "created", "credits", "disabled")
+    for c in asyncio.run(run()):
+        created = dt.datetime.fromtimestamp(c.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(c.id, c.name, c.token_prefix + "…", created, format_credits(c.balance),
+                      "yes" if c.disabled else "no")
+    Console().print(table)
+
+
+def _session(settings: Settings) -> Any:
+    from contextlib import asynccontextmanager
+
+    from imagegate.db import engine as db
+
+    @asynccontextmanager
+    async def opened() -> Any:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = db.make_engine(settings.resolved_database_url())
+        try:
+            await db.upgrade(engine)
+            async with db.sessionmaker_for(engine)() as session:
+                yield session
+        finally:
+            await engine.dispose()
+
+    return opened()
+
+
+@app.command("fake-upstream")
+def fake_upstream(
+    kind: Annotated[str, typer.Argument(help="openai or gemini")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 9000,
+    api_key: Annotated[str, typer.Option(help="The key clients must send")] = "test-key",
+) -> None:
+    """Run a fake OpenAI or Gemini upstream (for tests and demos; no internet needed)."""
+    from imagegate.testing import serve_forever
+
+    if kind not in ("openai", "gemini"):
+        err.print("kind must be openai or gemini")
+        raise typer.Exit(2)
+    print(f"fake {kind} upstream on http://{host}:{port} (api key {api_key!r})", flush=True)
+    serve_forever(kind, host, port, api_key)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The model registry: which public models exist, how they are priced and where they are served.
+
+Loaded from YAML (the packaged ``models.yaml`` unless the operator passes their own).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Family = Literal["dalle", "gpt-image", "nano-banana"]
+PARAMETERS = (
+    "prompt", "n", "size", "quality", "style", "background", "output_format",
+    "output_compression", "moderation", "user",
+)
+
+
+class ConfigError(Exception):
+    """The registry file is unusable; the message says where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpstreamConfig(_Strict):
+    type: Literal["openai", "gemini", "sandbox"]
+    base_url: str = ""
+    api_key_env: str | None = None
+    organization_env: str | None = None
+    timeout: float = 600.0
+    max_connections: int = 200
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        env = os.environ if environ is None else environ
+        return env.get(self.api_key_env) or None if self.api_key_env else None
+
+
+class ChannelConfig(_Strict):
+    upstream: str
+    model: str
+    priority: int = 0
+    weight: int = Field(default=1, ge=1)
+    send: tuple[str, ...] | None = None  # None: everything the family accepts
+    map: dict[str, dict[str, str]] = Field(default_factory=dict)
+    image_size: bool = False
+    max_retries: int = Field(default=2, ge=0)
+
+    @field_validator("send")
+    @classmethod
+    def _known_parameters(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = sorted(set(v or ()) - set(PARAMETERS))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; known: {list(PARAMETERS)}")
+        return v
+
+
+class PriceTier(_Strict):
+    price: Decimal
+    quality: str | None = None
+    size: tuple[str, ...] | None = None
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class ModelConfig(_Strict):
+    name: str
+    family: Family
+    price: Decimal = Field(ge=0)
+    tiers: tuple[PriceTier, ...] = ()
+    timeout: float = 600.0
+    sizes: tuple[str, ...] | Literal["flexible"] | None = None
+    extra_ratios: tuple[str, ...] = ()
+    channels: tuple[ChannelConfig, ...] = Field(min_length=1)
+
+    def price_per_image(self, quality: str | None, size: str | None) -> Decimal:
+        """The most specific matching tier wins; ties go to the later one."""
+        best, best_score = self.price, -1
+        for tier in self.tiers:
+            if tier.quality is not None and tier.quality != quality:
+                continue
+            if tier.size is not None and size not in tier.size:
+                continue
+            score = (tier.quality is not None) + (tier.size is not None)
+            if score >= best_score:
+                best, best_score = tier.price, score
+        return best
+
+
+class Registry(_Strict):
+    upstreams: dict[str, UpstreamConfig]
+    models: dict[str, ModelConfig]
+
+    def model(self, name: str) -> ModelConfig | None:
+        return self.models.get(name)
+
+    def missing_credentials(self, model: ModelConfig, environ: Mapping[str, str] | None = None
+                            ) -> list[str]:
+        """Environment variables to set before any channel of ``model`` can be used ([] = ready)."""
+        missing: list[str] = []
+        for channel in model.channels:
+            up = self.upstreams[channel.upstream]
+            if up.type == "sandbox" or not up.api_key_env or up.api_key(environ):
+                return []
+            missing.append(up.api_key_env)
+        return sorted(set(missing))
+
+    def sandboxed(self) -> Registry:
+        """Every model served by the sandbox provider, keeping names, families and prices."""
+        ups = {"sandbox": UpstreamConfig(type="sandbox")}
+        models = {
+            name: m.model_copy(
+                update={"channels": (ChannelConfig(upstream="sandbox", model=name),)})
+            for name, m in self.models.items()
+        }
+        return Registry(upstreams=ups, models=models)
+
+
+def default_config_text() -> str:
+    return resources.files("imagegate").joinpath("models.yaml").read_text("utf-8")
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    if path is None:
+        text, where = default_config_text(), "packaged models.yaml"
+    else:
+        try:
+            text, where = Path(path).read_text("utf-8"), str(path)
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
+    return parse_registry(text, where)
+
+
+def parse_registry(text: str, where: str = "config") -> Registry:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'upstreams' and 'models'")
+    models = raw.get("models") or {}
+    if isinstance(models, dict):
+        raw["models"] = {
+            name: {"name": name, **(spec or {})} if isinstance(spec, dict | None) else spec
+            for name, spec in models.items()
+        }
+    try:
+        registry = Registry.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    for model in registry.models.values():
+        for channel in model.channels:
+            if channel.upstream not in registry.upstreams:
+                raise ConfigError(
+                    f"{where}: model {model.name!r} uses unknown upstream {channel.upstream!r}"
+                )
+    return registry

@@ -1,0 +1,98 @@
+"""The contract between the gateway core and an upstream.
+
+A provider turns one normalized :class:`ImageRequest` into images. It knows
+nothing of billing, tasks, storage or HTTP frameworks: the core calls it and
+decides what its errors mean for the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """What the client asked for, already validated and adapted to the family.
+
+    ``upstream_model`` and ``options`` come from the route in the model registry;
+    every other field is the client's, after the family's rules. Fields a family
+    ignores are ``None``.
+    """
+
+    public_model: str
+    family: str
+    upstream_model: str
+    prompt: str
+    n: int = 1
+    size: str | None = None  # "WxH" or "auto"; None when the family has no size
+    width: int | None = None
+    height: int | None = None
+    aspect_ratio: str | None = None  # nano-banana family: "16:9"
+    image_size: str | None = None  # nano-banana-2/pro: "1K" | "2K" | "4K"
+    quality: str | None = None
+    style: str | None = None
+    background: str | None = None
+    output_format: str = "png"  # what the client wants back: png | jpeg | webp
+    output_compression: int | None = None
+    moderation: str | None = None
+    user: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    data: bytes
+    mime_type: str  # what the bytes really are, e.g. "image/png"
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    images: list[GeneratedImage]
+    usage: dict[str, Any] | None = None  # upstream token usage, recorded on the task
+    upstream: str | None = None  # which channel served it (for logs/metrics), never a key
+
+
+class ProviderError(Exception):
+    """An upstream could not produce images. Subclasses say what the core should do."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(ProviderError):
+    """429, 5xx, timeouts, connection errors, garbage bodies: worth another try."""
+
+    retryable = True
+
+
+class UpstreamRejected(ProviderError):
+    """The upstream refused the request as given (bad parameters); retrying won't help."""
+
+
+class ContentBlocked(ProviderError):
+    """Moderation or a safety filter refused the prompt or the result."""
+
+
+class UpstreamAuthError(ProviderError):
+    """Our credentials for the upstream are wrong or missing."""
+
+
+class Provider(Protocol):
+    """An upstream that makes images. Implementations must be safe to share across tasks."""
+
+    name: str
+
+    async def generate(self, request: ImageRequest) -> ImageResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DeadlineExceeded(ProviderError):
+    """The model's total time budget ran out (retries included)."""

@@ -1,0 +1,76 @@
+"""A provider that draws its images locally, so the gateway runs with no upstream keys."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+from imagegate.providers.base import GeneratedImage, ImageRequest, ImageResult
+
+_PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_DEFAULT_SIDE = 1024
+
+
+def _dimensions(request: ImageRequest) -> tuple[int, int]:
+    if request.width and request.height:
+        return request.width, request.height
+    return _DEFAULT_SIDE, _DEFAULT_SIDE
+
+
+@lru_cache(maxsize=64)
+def render(prompt: str, label: str, width: int, height: int, fmt: str, transparent: bool,
+           quality: int | None, index: int) -> bytes:
+    """Deterministic for its arguments: the colour comes from a hash of the prompt."""
+    digest = hashlib.sha256(f"{prompt}\0{index}".encode()).digest()
+    colour = (digest[0], digest[1], digest[2], 0 if transparent else 255)
+    mode = "RGBA" if transparent else "RGB"
+    image = Image.new(mode, (width, height), colour if transparent else colour[:3])
+    draw = ImageDraw.Draw(image)
+    ink = (255, 255, 255, 255) if sum(colour[:3]) < 384 else (0, 0, 0, 255)
+    if transparent:
+        ink = (digest[3], digest[4], digest[5], 255)
+        draw.ellipse((width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=ink)
+    font = ImageFont.load_default(size=max(12, min(width, height) // 24))
+    text = f"{label}  {width}x{height}\n{prompt[:200]}"
+    draw.multiline_text((max(8, width // 40), max(8, height // 40)), text,
+                        fill=ink if not transparent else (0, 0, 0, 255), font=font)
+    buf = io.BytesIO()
+    options: dict[str, object] = {}
+    if fmt in ("jpeg", "webp") and quality is not None:
+        options["quality"] = max(1, quality)
+    if fmt == "jpeg" and image.mode != "RGB":
+        image = image.convert("RGB")
+    image.save(buf, _PIL_FORMAT[fmt], **options)
+    return buf.getvalue()
+
+
+class SandboxProvider:
+    """Renders images with Pillow off the event loop; optional latency mimics a slow upstream."""
+
+    name = "sandbox"
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        width, height = _dimensions(request)
+        fmt = request.output_format
+        transparent = request.background == "transparent" and fmt in ("png", "webp")
+        images = []
+        for i in range(request.n):
+            data = await asyncio.to_thread(
+                render, request.prompt, request.public_model, width, height, fmt, transparent,
+                request.output_compression, i,
+            )
+            images.append(GeneratedImage(data=data, mime_type=_MIME[fmt]))
+        return ImageResult(images=images, upstream="sandbox")
+
+    async def aclose(self) -> None:
+        return None

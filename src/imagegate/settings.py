@@ -1,0 +1,46 @@
+"""Runtime settings: CLI flags override IMAGEGATE_* environment variables override defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGEGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("imagegate-data")
+    config: Path | None = None  # model registry YAML; None = the packaged one
+    database_url: str | None = None  # default: SQLite in data_dir
+    storage_url: str | None = None  # default: file:// under data_dir/files
+    public_base_url: str | None = None  # default: http://host:port
+    sandbox: bool = False
+    sandbox_latency: float = 0.0
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task
+    free_credits: float = 0.0
+    demo_credits: float = 1000.0
+    log_level: str = "info"
+    log_json: bool | None = None  # None: JSON when stderr is not a terminal
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'imagegate.db').resolve()}"
+
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return (self.data_dir / "files").resolve().as_uri()
+
+    def resolved_public_base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,75 @@
+"""Where generated images live: an obstore store addressed by URL, with keys we control."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import obstore
+from obstore.store import ObjectStore, from_url
+
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg",
+                 "webp": "image/webp", "gif": "image/gif"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp", "image/gif": "gif"}
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+
+
+def safe_key(key: str) -> bool:
+    """Only keys shaped like the ones we write; everything else (traversal, oddities) is refused."""
+    if len(key) > 512 or "." not in key:
+        return False
+    parts = key.split("/")
+    return all(_SEGMENT.match(p) and ".." not in p for p in parts) and (
+        key.rsplit(".", 1)[1] in CONTENT_TYPES
+    )
+
+
+def content_type_for(key: str) -> str:
+    return CONTENT_TYPES.get(key.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+
+
+def storage_url_for_dir(directory: Path) -> str:
+    return directory.resolve().as_uri()
+
+
+class ImageStore:
+    """A thin layer over obstore so the rest of the gateway deals in keys and bytes."""
+
+    def __init__(self, url: str, **options: object) -> None:
+        self.url = url
+        if url.startswith("file://"):
+            Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            options.setdefault("mkdir", True)
+        self.store: ObjectStore = from_url(url, **options)  # type: ignore[arg-type]
+
+    async def put(self, key: str, data: bytes) -> None:
+        await obstore.put_async(self.store, key, data)
+
+    async def get(self, key: str) -> bytes | None:
+        if not safe_key(key):
+            return None
+        try:
+            result = await obstore.get_async(self.store, key)
+            return bytes(await result.bytes_async())
+        except FileNotFoundError:
+            return None
+
+    async def stream(self, key: str) -> tuple[int, AsyncIterator[bytes]] | None:
+        """Size and chunks of an object, without holding it all in memory."""
+        if not safe_key(key):
+            return None
+        try:
+            result = await obstore.get_async(self.store, key)
+        except FileNotFoundError:
+            return None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in result:
+                yield bytes(chunk)
+
+        return int(result.meta["size"]), chunks()
+
+    async def ping(self) -> None:
+        """Readiness: raises when the store cannot be listed."""
+        await obstore.list(self.store, prefix="__readyz__").collect_async()
