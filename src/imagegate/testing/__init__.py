@@ -1,0 +1,65 @@
+"""Fake OpenAI and Gemini image upstreams for tests and local development.
+
+Real HTTP servers on real sockets (so connection pooling, timeouts and resets behave as in
+production) that return real images, inject scripted faults and record every request::
+
+    with FakeOpenAI(api_key="sk-test") as fake:
+        fake.script(Fault(status=429, retry_after=2))
+        ...  # point the gateway at fake.base_url
+        assert fake.requests[0].json["model"] == "gpt-image-2"
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from imagegate.testing.gemini_fake import FakeGemini
+from imagegate.testing.openai_fake import FakeOpenAI
+from imagegate.testing.records import Fault, RecordedRequest, Response
+from imagegate.testing.server import FakeServer
+
+__all__ = [
+    "FakeGemini",
+    "FakeOpenAI",
+    "FakeServer",
+    "Fault",
+    "RecordedRequest",
+    "Response",
+    "make_fake",
+    "serve_forever",
+]
+
+DEFAULT_KEYS = {"openai": "sk-test", "gemini": "gm-test"}
+
+
+def make_fake(kind: str, *, host: str = "127.0.0.1", port: int = 0,
+              api_key: str | None = None) -> FakeServer:
+    """A fake of the given kind ("openai" or "gemini"), not yet started."""
+    if kind == "openai":
+        return FakeOpenAI(api_key or DEFAULT_KEYS[kind], host=host, port=port)
+    if kind == "gemini":
+        return FakeGemini(api_key or DEFAULT_KEYS[kind], host=host, port=port)
+    raise ValueError(f"unknown fake upstream kind {kind!r} (expected 'openai' or 'gemini')")
+
+
+def serve_forever(kind: str, host: str, port: int, api_key: str) -> None:
+    """Run one fake until Ctrl-C or SIGTERM (what `imagegate fake-upstream` calls).
+
+    Faults can be driven from outside via POST /__fake__/script, /__fake__/always,
+    /__fake__/reset and GET /__fake__/requests.
+    """
+    fake = make_fake(kind, host=host, port=port, api_key=api_key)
+    done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+    fake.start()
+    print(f"fake {kind} upstream listening on {fake.base_url}", file=sys.stderr, flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()

@@ -1,0 +1,316 @@
+"""A fake Gemini API (`POST /v1beta/models/{model}:generateContent`) for image models.
+
+It is as strict as Google's proto-JSON front end (unknown fields are errors, camelCase or
+snake_case accepted), returns Google's published output sizes, and reproduces the quirks a
+gateway must handle: thought parts to skip, safety blocks delivered as HTTP 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+from typing import Any
+
+import orjson
+
+from imagegate.testing import images
+from imagegate.testing.records import Fault, RecordedRequest, Response
+from imagegate.testing.server import FakeServer
+
+RATIOS_25: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
+    "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
+    "16:9": (1344, 768), "21:9": (1536, 672),
+}
+RATIOS_3: dict[str, tuple[int, int]] = {  # 1K; 2K and 4K are x2 and x4
+    "1:1": (1024, 1024), "2:3": (848, 1264), "3:2": (1264, 848), "3:4": (896, 1200),
+    "4:3": (1200, 896), "4:5": (928, 1152), "5:4": (1152, 928), "9:16": (768, 1376),
+    "16:9": (1376, 768), "21:9": (1584, 672),
+}
+RATIOS_31_EXTRA: dict[str, tuple[int, int]] = {
+    "1:4": (512, 2048), "4:1": (2048, 512), "1:8": (384, 3072), "8:1": (3072, 384)}
+MODELS: dict[str, dict[str, tuple[int, int]]] = {
+    "gemini-2.5-flash-image": RATIOS_25,
+    "gemini-3-pro-image-preview": RATIOS_3,
+    "gemini-3.1-flash-image-preview": {**RATIOS_3, **RATIOS_31_EXTRA},
+}
+IMAGE_SIZES = {"1K": 1, "2K": 2, "4K": 4}
+
+_FIELDS: dict[str, set[str]] = {
+    "": {"contents", "tools", "toolConfig", "safetySettings", "systemInstruction",
+         "generationConfig", "cachedContent", "model"},
+    "content": {"role", "parts"},
+    "part": {"text", "inlineData", "fileData", "thought", "thoughtSignature", "functionCall",
+             "functionResponse", "executableCode", "codeExecutionResult", "videoMetadata",
+             "partMetadata", "mediaResolution"},
+    "generationConfig": {
+        "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
+        "candidateCount", "maxOutputTokens", "temperature", "topP", "topK", "seed",
+        "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
+        "enableEnhancedCivicAnswers", "responseModalities", "speechConfig", "thinkingConfig",
+        "imageConfig", "mediaResolution"},
+    "imageConfig": {"aspectRatio", "imageSize"},
+}
+_STATUS: dict[int, tuple[str, str]] = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    409: ("ABORTED", "The operation was aborted."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    499: ("CANCELLED", "The operation was cancelled."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report in "
+          "https://developers.generativeai.google/guide/troubleshooting"),
+    501: ("UNIMPLEMENTED", "Operation is not implemented, or supported, or enabled."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+}
+_PATH = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
+_GOOGLE_HTML = (
+    "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error {status} "
+    "({reason})!!1</title>\n  <p><b>{status}.</b> <ins>That\u2019s an error.</ins>\n  <p>{text}"
+    "  <ins>That\u2019s all we know.</ins>\n")
+_JSON = "application/json; charset=UTF-8"
+
+
+class GeminiError(Exception):
+    def __init__(self, code: int, message: str, status: str | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+        self.status = status or _STATUS.get(code, ("UNKNOWN", ""))[0]
+        self.details = details
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def _object(value: Any, kind: str, where: str) -> dict[str, Any]:
+    """Check a proto message: a JSON object whose fields Google knows; keys made camelCase."""
+    if not isinstance(value, dict):
+        raise GeminiError(400, f"Invalid JSON payload received. Expected an object at "
+                          f"'{where}'." if where else "Invalid JSON payload received.")
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if _camel(name) not in _FIELDS[kind]:
+            at = f" at '{where}'" if where else ""
+            raise GeminiError(400, f'Invalid JSON payload received. Unknown name "{name}"{at}: '
+                              "Cannot find field.")
+        out[_camel(name)] = item
+    return out
+
+
+class FakeGemini(FakeServer):
+    """Speaks generateContent for gemini-2.5-flash-image and the gemini-3 image previews."""
+
+    kind = "gemini"
+    server_header = "scaffolding on HTTPServer2"
+
+    def __init__(self, api_key: str = "gm-test", *, host: str = "127.0.0.1", port: int = 0,
+                 latency: float = 0.0, image_format: str = "png") -> None:
+        super().__init__(api_key, host=host, port=port, latency=latency)
+        self.image_format = image_format  # what inlineData carries: png | jpeg | webp
+
+    def _error(self, exc: GeminiError) -> Response:
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message, "status": exc.status}
+        if exc.details:
+            error["details"] = exc.details
+        return Response(exc.code, orjson.dumps({"error": error}), [("vary", "Origin")], _JSON)
+
+    def error_response(self, status: int, fault: Fault) -> Response:
+        name, message = _STATUS.get(status, ("UNKNOWN", f"HTTP {status}"))
+        details = None
+        if fault.retry_after is not None:
+            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                        "retryDelay": f"{fault.retry_after:g}s"}]
+        return self._error(GeminiError(status, fault.message or message, fault.code or name,
+                                       details))
+
+    def html_page(self, status: int) -> bytes:
+        reason = "Server Error" if status >= 500 else "Client Error"
+        return _GOOGLE_HTML.format(status=status, reason=reason, text="The server encountered "
+                                   "a temporary error and could not complete your request.<p>"
+                                   "Please try again in 30 seconds.").encode()
+
+    def _not_found_page(self, path: str) -> Response:
+        text = f"The requested URL <code>{path}</code> was not found on this server."
+        page = _GOOGLE_HTML.format(status=404, reason="Not Found", text=text)
+        return Response(404, page.encode(), [], "text/html; charset=UTF-8")
+
+    def _check_auth(self, request: RecordedRequest) -> GeminiError | None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if not key:
+            return GeminiError(403, "Method doesn't allow unregistered callers (callers without "
+                               "established identity). Please use API Key or other form of API "
+                               "consumer identity to call this API.")
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            return GeminiError(400, "API key not valid. Please pass a valid API key.", details=[
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                 "domain": "googleapis.com",
+                 "metadata": {"service": "generativelanguage.googleapis.com"}}])
+        return None
+
+    async def handle(self, request: RecordedRequest, fault: Fault | None) -> Response:
+        match = _PATH.match(request.path)
+        if match is None or request.method != "POST":
+            return self._not_found_page(request.path)
+        problem = self._check_auth(request)
+        if problem is not None:
+            return self._error(problem)
+        model = match.group(1)
+        if model not in MODELS:
+            return self._error(GeminiError(404, f"models/{model} is not found for API version "
+                                           "v1beta, or is not supported for generateContent. "
+                                           "Call ListModels to see the list of available models "
+                                           "and their supported methods."))
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return self._error(GeminiError(400, "Invalid JSON payload received. Unexpected "
+                                           "token."))
+        try:
+            prompt, modalities, size = self._validate(model, body)
+        except GeminiError as exc:
+            return self._error(exc)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        payload = await self.run_sync(self._generate, model, prompt, modalities, size,
+                                      fault or Fault())
+        return Response(200, payload, [("vary", "Origin")], _JSON)
+
+    # ----- validation -------------------------------------------------------------------
+    def _validate(self, model: str, raw: Any) -> tuple[str, list[str], tuple[int, int, str]]:
+        body = _object(raw, "", "")
+        contents = body.get("contents")
+        if not contents:
+            raise GeminiError(400, "* GenerateContentRequest.contents: contents is not "
+                              "specified\n")
+        if not isinstance(contents, list):
+            raise GeminiError(400, "Invalid JSON payload received. Expected a list at "
+                              "'contents'.")
+        texts: list[str] = []
+        for i, item in enumerate(contents):
+            content = _object(item, "content", f"contents[{i}]")
+            parts = content.get("parts")
+            if not isinstance(parts, list) or not parts:
+                raise GeminiError(400, f"* GenerateContentRequest.contents[{i}].parts: "
+                                  "contents.parts must not be empty.\n")
+            for j, raw_part in enumerate(parts):
+                part = _object(raw_part, "part", f"contents[{i}].parts[{j}]")
+                text = part.get("text")
+                if text is not None and not isinstance(text, str):
+                    raise GeminiError(400, f"Invalid value at 'contents[{i}].parts[{j}].text' "
+                                      f"(TYPE_STRING), {orjson.dumps(text).decode()}")
+                if text and text.strip() and not part.get("thought"):
+                    texts.append(text)
+        if not texts:
+            raise GeminiError(400, "* GenerateContentRequest.contents: a text part with the "
+                              "prompt is required.\n")
+        config = _object(body.get("generationConfig") or {}, "generationConfig",
+                         "generation_config")
+        modalities = config.get("responseModalities") or ["TEXT", "IMAGE"]
+        if not isinstance(modalities, list):
+            raise GeminiError(400, "Invalid JSON payload received. Expected a list at "
+                              "'generation_config.response_modalities'.")
+        for k, value in enumerate(modalities):
+            if value not in ("TEXT", "IMAGE", "AUDIO"):
+                raise GeminiError(400, f"Invalid value at 'generation_config.response_modalities"
+                                  f"[{k}]' (type.googleapis.com/google.ai.generativelanguage."
+                                  f"v1beta.GenerationConfig.Modality), "
+                                  f"{orjson.dumps(value).decode()}")
+        if "AUDIO" in modalities:
+            raise GeminiError(400, "Model does not support the requested response modalities: "
+                              "audio")
+        count = config.get("candidateCount")
+        if isinstance(count, int) and count > 1:
+            raise GeminiError(400, f"Multiple candidates is not enabled for models/{model}")
+        image_config = _object(config.get("imageConfig") or {}, "imageConfig",
+                               "generation_config.image_config")
+        return " ".join(texts), modalities, self._size(model, image_config)
+
+    def _size(self, model: str, config: dict[str, Any]) -> tuple[int, int, str]:
+        table = MODELS[model]
+        ratio = config.get("aspectRatio") or "1:1"
+        if ratio not in table:
+            raise GeminiError(400, f"* GenerateContentRequest.generation_config.image_config."
+                              f"aspect_ratio: Unsupported aspect ratio {ratio!r}. Supported "
+                              f"values: {', '.join(table)}.\n")
+        image_size = config.get("imageSize")
+        if image_size is not None and model == "gemini-2.5-flash-image":
+            raise GeminiError(400, "* GenerateContentRequest.generation_config.image_config."
+                              "image_size: image_size is not supported for this model.\n")
+        image_size = image_size or "1K"
+        if image_size not in IMAGE_SIZES:
+            raise GeminiError(400, f"* GenerateContentRequest.generation_config.image_config."
+                              f"image_size: Unsupported image size {image_size!r}. Supported "
+                              "values: 1K, 2K, 4K.\n")
+        width, height = table[ratio]
+        scale = IMAGE_SIZES[image_size]
+        return width * scale, height * scale, image_size
+
+    # ----- generation (runs in the executor) --------------------------------------------
+    def _generate(self, model: str, prompt: str, modalities: list[str],
+                  size: tuple[int, int, str], fault: Fault) -> bytes:
+        prompt_tokens = max(1, (len(prompt) + 3) // 4)
+        envelope: dict[str, Any] = {"modelVersion": model,
+                                    "responseId": secrets.token_urlsafe(16)}
+        if fault.block_reason:
+            return orjson.dumps({
+                "promptFeedback": {"blockReason": fault.block_reason},
+                "usageMetadata": {"promptTokenCount": prompt_tokens,
+                                  "totalTokenCount": prompt_tokens}, **envelope})
+        thinking = model.startswith("gemini-3")
+        parts: list[dict[str, Any]] = []
+        if thinking:
+            parts.append({"text": f"**Composing the image**\n\nI'm planning a picture of "
+                          f"{prompt[:60]}, deciding on layout and colours.", "thought": True})
+        if thinking and model == "gemini-3-pro-image-preview" and "IMAGE" in modalities:
+            draft = images.render_b64(256, 256, "png", f"draft|{prompt}", "draft")
+            parts.append({"inlineData": {"mimeType": "image/png", "data": draft},
+                          "thought": True})
+        if "TEXT" in modalities:
+            parts.append({"text": f"Sure! Here is an image of {prompt[:80]}."})
+        width, height, image_size = size
+        image_tokens = 0
+        candidate: dict[str, Any] = {"finishReason": "STOP", "index": 0}
+        if fault.safety:
+            candidate["finishReason"] = fault.safety
+            candidate["finishMessage"] = ("Unable to show the generated image. The image was "
+                                          "filtered out because it violated Google's "
+                                          "Generative AI Prohibited Use policy.")
+            parts = [p for p in parts if "inlineData" not in p]
+            if fault.safety in ("NO_IMAGE", "OTHER", "IMAGE_OTHER"):
+                parts.append({"text": "I'm unable to create that image. Try another prompt."})
+                candidate["content"] = {"role": "model", "parts": parts}
+        elif "IMAGE" in modalities:
+            fmt = self.image_format
+            render_args = (width, height, fmt, f"{model}|{prompt}",
+                           f"{model}\n{width}x{height}", False, fault.image_bytes)
+            data = (images.truncated_b64(images.render(*render_args)) if fault.truncated_b64
+                    else images.render_b64(*render_args))
+            image_part: dict[str, Any] = {"inlineData": {"mimeType": images.mime_type(fmt),
+                                                         "data": data}}
+            if thinking:
+                image_part["thoughtSignature"] = secrets.token_urlsafe(24)
+            parts.append(image_part)
+            image_tokens = 1290 if not thinking else (2000 if image_size == "4K" else 1120)
+        if "content" not in candidate and not fault.safety:
+            candidate = {"content": {"role": "model", "parts": parts}, **candidate}
+        text_tokens = sum(len(p.get("text", "")) // 4 for p in parts if not p.get("thought"))
+        usage: dict[str, Any] = {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": image_tokens + text_tokens,
+            "totalTokenCount": prompt_tokens + image_tokens + text_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+        }
+        if image_tokens:
+            usage["candidatesTokensDetails"] = [{"modality": "IMAGE",
+                                                 "tokenCount": image_tokens}]
+        if thinking:
+            usage["thoughtsTokenCount"] = 180
+            usage["totalTokenCount"] += 180
+        return orjson.dumps({"candidates": [candidate], "usageMetadata": usage, **envelope})

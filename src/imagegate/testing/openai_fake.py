@@ -1,0 +1,244 @@
+"""A fake api.openai.com Images API (`POST /v1/images/generations`) over real sockets.
+
+dall-e models answer with expiring signed links by default, like the real service's Azure
+blob URLs, so the fake also serves `GET /files/...` and refuses expired or forged links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from imagegate.testing import images
+from imagegate.testing.openai_rules import ImageParams, OpenAIError, usage, validate
+from imagegate.testing.records import (
+    Fault,
+    RecordedRequest,
+    Response,
+    json_response,
+    new_request_id,
+)
+from imagegate.testing.server import FakeServer
+
+_STATUS_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: ("invalid_request_error", "unsupported_country_region_territory",
+          "Country, region, or territory not supported"),
+    404: ("invalid_request_error", None, "Not found."),
+    429: ("requests", "rate_limit_exceeded",
+          "Rate limit reached for images per minute. Please try again later."),
+    500: ("server_error", None, "The server had an error while processing your request. "
+          "Sorry about that!"),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+    504: ("server_error", None, "Gateway timeout."),
+}
+_KNOWN_CODES: dict[str, tuple[str, str]] = {
+    "moderation_blocked": ("image_generation_user_error", "Your request was rejected by the "
+                           "safety system. If you believe this is an error, contact us at "
+                           "help.openai.com and include the request ID."),
+    "content_policy_violation": ("invalid_request_error", "Your request was rejected as a "
+                                 "result of our safety system. Your prompt may contain text "
+                                 "that is not allowed by our safety system."),
+    "insufficient_quota": ("insufficient_quota", "You exceeded your current quota, please "
+                           "check your plan and billing details."),
+    "billing_hard_limit_reached": ("invalid_request_error", "Billing hard limit has been "
+                                   "reached"),
+}
+_AZURE_ERROR = (
+    '<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}\n'
+    "RequestId:{request_id}\nTime:{now}</Message>{detail}</Error>"
+)
+
+
+def mask_key(key: str) -> str:
+    """OpenAI shows a key's first and last characters only; never echo it whole."""
+    if len(key) <= 8:
+        return key[:2] + "***"
+    return f"{key[:5]}{'*' * min(len(key) - 9, 40)}{key[-4:]}"
+
+
+def _iso(ts: float) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class FakeOpenAI(FakeServer):
+    """Speaks OpenAI's Images API for gpt-image-2/1/1-mini and dall-e-3/2."""
+
+    kind = "openai"
+    server_header = "cloudflare"
+
+    def __init__(self, api_key: str = "sk-test", *, host: str = "127.0.0.1", port: int = 0,
+                 latency: float = 0.0, url_ttl: float = 3600.0) -> None:
+        super().__init__(api_key, host=host, port=port, latency=latency)
+        self.url_ttl = url_ttl
+        self._secret = secrets.token_bytes(32)
+        self._files: dict[str, tuple[bytes, str, float]] = {}
+        self._files_lock = threading.Lock()
+
+    # ----- errors ---------------------------------------------------------------------------
+    def _headers(self) -> list[tuple[str, str]]:
+        return [("x-request-id", f"req_{new_request_id()}"), ("openai-version", "2020-10-01"),
+                ("openai-processing-ms", "42")]
+
+    def _error(self, exc: OpenAIError) -> Response:
+        return json_response(exc.status, exc.body(), self._headers())
+
+    def error_response(self, status: int, fault: Fault) -> Response:
+        type_, code, message = _STATUS_ERRORS.get(
+            status, ("server_error" if status >= 500 else "invalid_request_error", None,
+                     f"HTTP {status}"))
+        if fault.code is not None:
+            code = fault.code
+            type_, message = _KNOWN_CODES.get(fault.code, (type_, message))
+        return self._error(OpenAIError(status, fault.message or message, None, code, type_))
+
+    def _check_auth(self, request: RecordedRequest) -> OpenAIError | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header or scheme.lower() != "bearer" or not token.strip():
+            return OpenAIError(401, "You didn't provide an API key. You need to provide your API "
+                               "key in an Authorization header using Bearer auth (i.e. "
+                               "Authorization: Bearer YOUR_KEY), or as the password field (with "
+                               "blank username) if you're accessing the API from your browser "
+                               "and are prompted for a username and password. You can obtain an "
+                               "API key from https://platform.openai.com/account/api-keys.")
+        if not hmac.compare_digest(token.strip().encode(), self.api_key.encode()):
+            return OpenAIError(401, f"Incorrect API key provided: {mask_key(token.strip())}. "
+                               "You can find your API key at "
+                               "https://platform.openai.com/account/api-keys.", None,
+                               "invalid_api_key")
+        return None
+
+    # ----- routing --------------------------------------------------------------------------
+    async def handle(self, request: RecordedRequest, fault: Fault | None) -> Response:
+        if request.path.startswith("/files/") and request.method in ("GET", "HEAD"):
+            return self._serve_file(request)
+        if request.path != "/v1/images/generations" or request.method != "POST":
+            return self._error(OpenAIError(404, f"Invalid URL ({request.method} "
+                                           f"{request.path})"))
+        problem = self._check_auth(request)
+        if problem is not None:
+            return self._error(problem)
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return self._error(OpenAIError(
+                400, "We could not parse the JSON body of your request. (HINT: This likely "
+                "means you aren't using your HTTP library correctly. The OpenAI API expects a "
+                "JSON payload, but what was sent was not valid JSON. If you have trouble "
+                "figuring out how to fix this, please contact us through our help center at "
+                "help.openai.com.)"))
+        try:
+            params = validate(body)
+        except OpenAIError as exc:
+            return self._error(exc)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        payload = await self.run_sync(self._generate, params, fault or Fault(),
+                                      self._public_base(request))
+        return Response(200, payload, self._headers())
+
+    def _public_base(self, request: RecordedRequest) -> str:
+        """Links use the Host the client dialled, so they work across Docker networks too."""
+        host = request.headers.get("host")
+        return f"http://{host}" if host else self.base_url
+
+    # ----- generation (runs in the executor) ------------------------------------------------
+    def _generate(self, params: ImageParams, fault: Fault, public_base: str) -> bytes:
+        gpt_image = params.rules.family == "gpt-image"
+        transparent = params.background == "transparent"
+        data: list[dict[str, Any]] = []
+        for index in range(params.n):
+            seed = f"{params.model}|{params.prompt}|{index}"
+            render_args = (params.width, params.height, params.output_format, seed,
+                           f"{params.model}\n{params.size}", transparent, fault.image_bytes)
+            item: dict[str, Any] = {}
+            if params.response_format == "url" or fault.url_response:
+                blob = images.render(*render_args)
+                if fault.truncated_b64:
+                    blob = blob[: len(blob) // 2]
+                item["url"] = self.publish(blob, params.output_format, public_base)
+            elif fault.truncated_b64:
+                item["b64_json"] = images.truncated_b64(images.render(*render_args))
+            else:
+                item["b64_json"] = images.render_b64(*render_args)
+            if params.model == "dall-e-3":
+                item["revised_prompt"] = f"A detailed image of: {params.prompt}"
+            data.append(item)
+        payload: dict[str, Any] = {"created": int(time.time())}
+        if gpt_image:
+            payload.update(background=params.background, output_format=params.output_format,
+                           quality=params.quality, size=params.size)
+        payload["data"] = data
+        if gpt_image:
+            payload["usage"] = usage(params)
+        return orjson.dumps(payload)
+
+    # ----- expiring links -------------------------------------------------------------------
+    def _sign(self, name: str, expiry: str) -> str:
+        digest = hmac.new(self._secret, f"r\n{expiry}\n/{name}".encode(), hashlib.sha256)
+        return base64.b64encode(digest.digest()).decode("ascii")
+
+    def publish(self, data: bytes, fmt: str, public_base: str | None = None) -> str:
+        """Store bytes and return a signed link valid for ``url_ttl`` seconds."""
+        now = time.time()
+        expires = now + self.url_ttl
+        name = f"img-{secrets.token_urlsafe(18)}.{fmt}"
+        with self._files_lock:
+            for key in [k for k, v in self._files.items() if v[2] < now - 60]:
+                del self._files[key]
+            self._files[name] = (data, images.mime_type(fmt), expires)
+        query = {"st": _iso(now - 300), "se": _iso(expires), "sp": "r", "sv": "2021-08-06",
+                 "sr": "b", "rscd": "inline", "rsct": images.mime_type(fmt),
+                 "sig": self._sign(name, _iso(expires))}
+        return f"{public_base or self.base_url}/files/{name}?{urlencode(query)}"
+
+    def _blob_error(self, status: int, code: str, message: str, detail: str = "") -> Response:
+        body = _AZURE_ERROR.format(
+            code=code, message=message, request_id=new_request_id(),
+            now=_iso(time.time()),
+            detail=f"<AuthenticationErrorDetail>{detail}</AuthenticationErrorDetail>"
+            if detail else "")
+        return Response(status, body.encode(), [("x-ms-error-code", code)], "application/xml")
+
+    def _serve_file(self, request: RecordedRequest) -> Response:
+        name = request.path.removeprefix("/files/")
+        expiry, sig = request.query.get("se", ""), request.query.get("sig", "")
+        if not expiry or not sig or not hmac.compare_digest(sig, self._sign(name, expiry)):
+            return self._blob_error(
+                403, "AuthenticationFailed", "Server failed to authenticate the request. Make "
+                "sure the value of Authorization header is formed correctly including the "
+                "signature.", "Signature did not match. String to sign used was r")
+        try:
+            expires = datetime.fromisoformat(expiry).timestamp()
+        except ValueError:
+            expires = 0.0
+        now = time.time()
+        if now > expires:
+            return self._blob_error(
+                403, "AuthenticationFailed", "Server failed to authenticate the request. Make "
+                "sure the value of Authorization header is formed correctly including the "
+                "signature.", f"Signature not valid in the specified time frame: Start "
+                f"[{request.query.get('st', '')}] - Expiry [{expiry}] - Current [{_iso(now)}]")
+        with self._files_lock:
+            entry = self._files.get(name)
+        if entry is None:
+            return self._blob_error(404, "BlobNotFound", "The specified blob does not exist.")
+        data, mime, _ = entry
+        return Response(200, data, [
+            ("etag", f'"0x{hashlib.sha1(data).hexdigest()[:15].upper()}"'),
+            ("x-ms-blob-type", "BlockBlob"), ("content-disposition", "inline"),
+            ("x-ms-request-id", new_request_id())], mime)
