@@ -103,6 +103,33 @@ async def _prepare(settings: Settings) -> str | None:
         await engine.dispose()
 
 
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    config: Annotated[Path | None, typer.Option(help="Model registry YAML")] = None,
+    database_url: DatabaseUrl = None,
+    storage_url: Annotated[str | None, typer.Option(help="Image storage URL")] = None,
+    public_base_url: Annotated[str | None, typer.Option(help="Base of image URLs")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Tasks run at once [default 4]")] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the sandbox provider")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run task workers only (no API), sharing the database with `imagegate serve` nodes."""
+    from imagegate.worker.service import run_worker
+
+    settings = _settings(data_dir=data_dir, config=config, database_url=database_url,
+                         storage_url=storage_url, public_base_url=public_base_url,
+                         workers=concurrency, sandbox=sandbox or None, log_level=log_level)
+    logs.configure(settings.log_level, settings.log_json)
+    try:
+        asyncio.run(run_worker(settings))
+    except ConfigError as e:
+        err.print(f"[red]config error:[/red] {e}")
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
 @tokens.command("create")
 def tokens_create(
     name: Annotated[str, typer.Option(help="A name to recognise the credential")] = "default",

@@ -24,6 +24,18 @@ class Settings(BaseSettings):
     sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task
     free_credits: float = 0.0
     demo_credits: float = 1000.0
+    # tasks and workers
+    workers: int = Field(default=4, ge=0)  # in-process task runners; 0 = API only
+    poll_interval: float = Field(default=1.0, gt=0)  # seconds between queue polls when idle
+    lease_seconds: float = Field(default=30.0, gt=0)  # a task's runner renews this lease
+    max_attempts: int = Field(default=3, ge=1)  # runs of one task before it fails
+    shutdown_grace: float = Field(default=20.0, ge=0)  # seconds to finish work on SIGTERM
+    callback_allow: list[str] = Field(default_factory=list)  # CIDRs/hosts exempt from SSRF
+    callback_timeout: float = Field(default=10.0, gt=0)
+    callback_base_delay: float = Field(default=1.0, gt=0)
+    callback_max_delay: float = Field(default=3600.0, gt=0)
+    callback_max_attempts: int = Field(default=12, ge=1)
+    default_concurrency: int = Field(default=10, ge=1)  # in-flight generations per credential
     log_level: str = "info"
     log_json: bool | None = None  # None: JSON when stderr is not a terminal
 

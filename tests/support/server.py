@@ -69,9 +69,16 @@ class GatewayServer:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def token(self, credits: float = 1000, name: str = "test", **env: str) -> str:
+        return self.credential(credits, name, **env)[0]
+
+    def credential(self, credits: float = 1000, name: str = "test", **env: str
+                   ) -> tuple[str, str]:
+        """A new token and its webhook secret."""
         out = cli("tokens", "create", "--name", name, "--credits", str(credits),
                   "--data-dir", str(self.data_dir), env={**self.env, **env})
-        return out.stdout.strip().splitlines()[-1]
+        lines = out.stdout.strip().splitlines()
+        secret = next(line.split(": ", 1)[1] for line in lines if "webhook secret" in line)
+        return lines[-1], secret
 
     def demo_token(self) -> str:
         return (self.data_dir / "demo-token").read_text().strip()

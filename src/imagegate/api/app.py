@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from imagegate import __version__
-from imagegate.api import errors, images, system
+from imagegate.api import errors, images, system, tasks
 from imagegate.api.middleware import TraceIdMiddleware
 from imagegate.core.gateway import Gateway
 from imagegate.settings import Settings
+from imagegate.worker.runner import Worker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -21,9 +22,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = await Gateway.start(settings)
         app.state.gateway = gateway
+        worker = Worker.for_gateway(gateway) if settings.workers > 0 else None
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop(settings.shutdown_grace)
             await gateway.close()
 
     app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
@@ -33,4 +39,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(images.router)
     app.include_router(system.router)
+    app.include_router(tasks.router)
     return app

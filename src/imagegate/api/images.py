@@ -8,6 +8,8 @@ from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import credential, gateway
+from imagegate.core.generation import Job
+from imagegate.core.idempotency import Idempotency, Replay
 from imagegate.core.money import format_credits
 from imagegate.db.models import Credential
 
@@ -22,7 +24,32 @@ async def generations(request: Request, cred: Credential = Depends(credential)) 
     client_trace = body.get("trace_id")
     if isinstance(client_trace, str) and 0 < len(client_trace) <= 128:
         request.state.trace_id = client_trace
-    job = await gw.generation.submit(cred, body, request.state.trace_id)
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        key = Idempotency.check_key(key)
+    submitted = await gw.generation.submit(cred, body, request.state.trace_id, key)
+    if isinstance(submitted, Replay):
+        request.state.trace_id = submitted.trace_id
+        if submitted.mode == "async":
+            return _accepted(submitted.task_id, submitted.trace_id, replay=True)
+        outcome = await gw.generation.wait_replay(submitted)
+        return _done(outcome.body, 0, replay=True)
+    job: Job = submitted
+    request.state.trace_id = job.trace_id
+    if job.params.is_async or job.params.callback_url is not None:
+        return _accepted(job.task_id, job.trace_id)
     outcome = await gw.generation.run_sync(job)
-    return Response(orjson.dumps(outcome.body), media_type="application/json",
-                    headers={"X-Credits-Charged": format_credits(outcome.credits)})
+    return _done(outcome.body, outcome.credits)
+
+
+def _accepted(task_id: str, trace_id: str, replay: bool = False) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replay else {}
+    return Response(orjson.dumps({"task_id": task_id, "trace_id": trace_id}),
+                    media_type="application/json", headers=headers)
+
+
+def _done(body: dict[str, object], credits: int, replay: bool = False) -> Response:
+    headers = {"X-Credits-Charged": format_credits(credits)}
+    if replay:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -10,10 +12,14 @@ import structlog
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.channels import ChannelRouter, build_provider
 from imagegate.core.credentials import authenticate
 from imagegate.core.generation import GenerationService
+from imagegate.core.hosting import ImageHost
 from imagegate.core.registry import Registry, load_registry
+from imagegate.core.ssrf import CallbackPolicy
+from imagegate.core.tasks import TaskStore
 from imagegate.db import engine as db
 from imagegate.db.models import Credential
 from imagegate.providers.base import Provider
@@ -21,6 +27,11 @@ from imagegate.settings import Settings
 from imagegate.storage.images import ImageStore
 
 log = structlog.get_logger("imagegate")
+
+
+def new_node_id() -> str:
+    """Names this process as a lease owner; unique even for two processes on one host."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -32,11 +43,14 @@ class Gateway:
     store: ImageStore
     providers: dict[str, Provider]
     generation: GenerationService
+    tasks: TaskStore
+    callbacks: CallbackDispatcher
+    node_id: str
     unavailable: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, settings: Settings, environ: Mapping[str, str] | None = None
-                    ) -> Gateway:
+    async def start(cls, settings: Settings, environ: Mapping[str, str] | None = None,
+                    *, node_id: str | None = None) -> Gateway:
         env = os.environ if environ is None else environ
         registry = load_registry(settings.config)
         if settings.sandbox:
@@ -55,14 +69,24 @@ class Gateway:
             if (missing := registry.missing_credentials(model, env))
         }
         router = ChannelRouter(registry, providers)
+        host = ImageHost(store, settings.resolved_public_base_url())
+        tasks = TaskStore(sessions, lease=settings.lease_seconds,
+                          max_attempts=settings.max_attempts)
+        policy = CallbackPolicy(settings.callback_allow)
+        node = node_id or new_node_id()
         generation = GenerationService(
-            registry=registry, router=router, store=store, sessions=sessions,
-            public_base_url=settings.resolved_public_base_url(), sync_wait=settings.sync_wait,
-            unavailable=unavailable,
+            registry=registry, router=router, host=host, tasks=tasks, policy=policy,
+            node_id=node, sync_wait=settings.sync_wait, unavailable=unavailable,
+            default_concurrency=settings.default_concurrency,
+        )
+        callbacks = CallbackDispatcher(
+            sessions, host, policy, timeout=settings.callback_timeout,
+            base_delay=settings.callback_base_delay, max_delay=settings.callback_max_delay,
+            max_attempts=settings.callback_max_attempts,
         )
         return cls(settings=settings, registry=registry, engine=engine, sessions=sessions,
-                   store=store, providers=providers, generation=generation,
-                   unavailable=unavailable)
+                   store=store, providers=providers, generation=generation, tasks=tasks,
+                   callbacks=callbacks, node_id=node, unavailable=unavailable)
 
     async def authenticate(self, header: str | None, scope: str) -> Credential:
         async with self.sessions() as session:
@@ -89,6 +113,8 @@ class Gateway:
             return (await session.execute(select(Credential.id).limit(1))).first() is not None
 
     async def close(self) -> None:
+        await self.generation.drain()
+        await self.callbacks.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         await self.engine.dispose()

@@ -1,20 +1,19 @@
 """Image generation as a task: validate, charge, call the upstream, host the images, settle.
 
-The same :meth:`GenerationService.execute` runs a synchronous request inline and an
-asynchronous one in a worker, so both bill and record tasks identically.
+A synchronous request runs its task inline and an asynchronous one waits for a worker,
+but both go through :meth:`GenerationService.run`, so they bill and record identically.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 
 from imagegate.core import billing
 from imagegate.core.channels import ChannelRouter
@@ -24,23 +23,25 @@ from imagegate.core.errors import (
     Forbidden,
     ModelUnavailable,
     Timeout,
+    TooManyRequests,
     UpstreamFailed,
 )
-from imagegate.core.images import ensure_format
+from imagegate.core.hosting import ImageHost
+from imagegate.core.idempotency import Idempotency, Replay
 from imagegate.core.money import to_micro
 from imagegate.core.params import Params, validate
 from imagegate.core.registry import ModelConfig, Registry
+from imagegate.core.ssrf import CallbackPolicy
+from imagegate.core.tasks import QUEUED, RUNNING, Claimed, TaskStore
 from imagegate.db.models import Credential, Task
 from imagegate.providers.base import (
     ContentBlocked,
     DeadlineExceeded,
     ImageRequest,
-    ImageResult,
     ProviderError,
     UpstreamAuthError,
     UpstreamRejected,
 )
-from imagegate.storage.images import EXTENSIONS, ImageStore
 
 log = structlog.get_logger("imagegate.generation")
 
@@ -87,16 +88,21 @@ def image_request(model: ModelConfig, params: Params) -> ImageRequest:
 
 
 class GenerationService:
-    def __init__(self, *, registry: Registry, router: ChannelRouter, store: ImageStore,
-                 sessions: Any, public_base_url: str, sync_wait: float,
-                 unavailable: dict[str, list[str]]) -> None:
+    def __init__(self, *, registry: Registry, router: ChannelRouter, host: ImageHost,
+                 tasks: TaskStore, policy: CallbackPolicy, node_id: str, sync_wait: float,
+                 unavailable: dict[str, list[str]], default_concurrency: int = 10) -> None:
         self.registry = registry
         self.router = router
-        self.store = store
-        self.sessions = sessions
-        self.public_base_url = public_base_url
+        self.host = host
+        self.tasks = tasks
+        self.sessions = tasks.sessions
+        self.policy = policy
+        self.node_id = node_id
         self.sync_wait = sync_wait
         self.unavailable = unavailable  # model -> env vars to set
+        self.default_concurrency = default_concurrency
+        self.idempotency = Idempotency(self.sessions)
+        self.queued = asyncio.Event()  # wakes local workers; other nodes poll or use Redis
         self._running: set[asyncio.Task[Outcome]] = set()
 
     def prepare(self, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
@@ -112,27 +118,62 @@ class GenerationService:
     def cost_of(self, model: ModelConfig, params: Params) -> int:
         return to_micro(model.price_per_image(params.quality, params.size)) * params.n
 
-    async def submit(self, credential: Credential, body: dict[str, Any], trace_id: str) -> Job:
+    def concurrency_of(self, credential: Credential) -> int:
+        limits = credential.rate_limits or {}
+        return int(limits.get("concurrency") or self.default_concurrency)
+
+    async def submit(self, credential: Credential, body: dict[str, Any], trace_id: str,
+                     idempotency_key: str | None = None) -> Job | Replay:
         """Validate, record the task and hold its cost, all before any upstream call."""
         model, params = self.prepare(body)
+        is_async = params.is_async or params.callback_url is not None
+        if params.callback_url is not None:
+            await self.policy.check_submission(params.callback_url)
+        if idempotency_key is not None:
+            replay = await self.idempotency.find(credential.id, idempotency_key, body)
+            if replay is not None:
+                return replay
         job = Job(task_id=str(uuid.uuid4()), trace_id=params.trace_id or trace_id,
                   credential_id=credential.id, model=model, params=params,
                   cost=self.cost_of(model, params))
         now = time.time()
-        async with self.sessions.begin() as session:
-            session.add(Task(
-                id=job.task_id, trace_id=job.trace_id, credential_id=credential.id,
-                model=model.name, mode="async" if params.is_async else "sync",
-                request=_stored_request(body), status="running", credits=job.cost,
-                created_at=now, started_at=now, attempts=1, callback_url=params.callback_url,
-            ))
-            await session.flush()
-            await billing.reserve(session, credential.id, job.task_id, job.cost)
+        task = Task(
+            id=job.task_id, trace_id=job.trace_id, credential_id=credential.id,
+            model=model.name, mode="async" if is_async else "sync",
+            request={k: v for k, v in body.items()}, credits=job.cost, created_at=now,
+            callback_url=params.callback_url, attempts=0 if is_async else 1,
+            status=QUEUED if is_async else RUNNING,
+            started_at=None if is_async else now,
+            lease_owner=None if is_async else self.node_id,
+            lease_until=None if is_async else now + self.tasks.lease,
+        )
+        if idempotency_key is not None:
+            task.idempotency_key = idempotency_key
+            task.request_hash = self.idempotency.hash(body)
+        try:
+            async with self.sessions.begin() as session:
+                session.add(task)
+                await session.flush()
+                await billing.reserve(session, credential.id, job.task_id, job.cost)
+                # counted after the reserve's row lock, so concurrent submits see each other
+                limit = self.concurrency_of(credential)
+                if await self.tasks.inflight(session, credential.id) > limit:
+                    raise TooManyRequests(
+                        f"too many generations in flight for this credential (limit {limit})",
+                        headers={"Retry-After": "1"})
+        except Exception as e:
+            if idempotency_key is not None and self.idempotency.is_conflict(e):
+                replay = await self.idempotency.find(credential.id, idempotency_key, body)
+                if replay is not None:
+                    return replay
+            raise
+        if is_async:
+            self.queued.set()
         return job
 
     async def run_sync(self, job: Job) -> Outcome:
         """Run inline; past the sync wait the client gets 504 while the task carries on."""
-        runner = asyncio.create_task(self.execute(job))
+        runner = asyncio.create_task(self.run(job, self.node_id))
         self._running.add(runner)
         runner.add_done_callback(self._running.discard)
         try:
@@ -143,73 +184,89 @@ class GenerationService:
                 "running: query it with POST /openai/tasks"
             ) from None
 
-    async def execute(self, job: Job) -> Outcome:
+    async def wait_replay(self, replay: Replay) -> Outcome:
+        """A repeated synchronous request: the original's response once it is done."""
+        task = await self.idempotency.wait(replay.task_id, self.sync_wait)
+        if task is None or task.status in (QUEUED, RUNNING):
+            raise Timeout(f"task {replay.task_id} is not finished after {self.sync_wait:g}s; "
+                          "query it with POST /openai/tasks")
+        if task.status != "succeeded" or not task.response:
+            raise ApiError(task.error_message or "the task failed",
+                           status=_status_of(task.error_code), code=task.error_code)
+        body = dict(task.response)
+        if task.request.get("response_format") == "b64_json":
+            body["data"] = await self.host.as_b64(body["data"])
+        return Outcome(body=body, credits=task.credits)
+
+    def job_of(self, claimed: Claimed) -> Job:
+        model, params = self.prepare(claimed.request)
+        return Job(task_id=claimed.id, trace_id=claimed.trace_id,
+                   credential_id=claimed.credential_id, model=model, params=params,
+                   cost=claimed.credits)
+
+    async def run_claimed(self, claimed: Claimed, owner: str) -> None:
+        """A worker's entry point: the task is already marked running under ``owner``."""
         try:
-            result = await self.router.generate(job.model, image_request(job.model, job.params))
-            data, stored_data = await self._host(job, result)
+            job = self.job_of(claimed)
+        except ApiError as e:  # the registry changed since submission
+            await self.tasks.fail(claimed.id, owner, claimed.credential_id, claimed.credits,
+                                  e.code, e.message,
+                                  has_callback=bool(claimed.request.get("callback_url")))
+            return
+        with contextlib.suppress(ApiError):
+            await self.run(job, owner)
+
+    async def run(self, job: Job, owner: str) -> Outcome:
+        """Execute while holding the lease; bill in the transaction that records the end."""
+        renewer = asyncio.create_task(self._renew(job.task_id, owner, asyncio.current_task()))
+        has_callback = job.params.callback_url is not None
+        try:
+            request = image_request(job.model, job.params)
+            result = await self.router.generate(job.model, request)
+            shown, stored = await self.host.host(job.model.family, job.task_id, job.params,
+                                                 result)
         except ProviderError as e:
-            await self._fail(job, provider_error_to_api(e))
-            raise provider_error_to_api(e) from None
+            error = provider_error_to_api(e)
+            await self.tasks.fail(job.task_id, owner, job.credential_id, job.cost, error.code,
+                                  error.message, has_callback)
+            raise error from None
         except asyncio.CancelledError:
-            await asyncio.shield(self._fail(job, UpstreamFailed("the task was cancelled")))
+            # shutdown or a lost lease: the task goes back to the queue, nothing is billed
+            await asyncio.shield(self.tasks.hand_back(job.task_id, owner))
             raise
         except Exception:
             log.exception("task_failed", task_id=job.task_id, trace_id=job.trace_id)
-            await self._fail(job, UpstreamFailed("internal error"))
+            await self.tasks.fail(job.task_id, owner, job.credential_id, job.cost, "api_error",
+                                  "internal error", has_callback)
             raise UpstreamFailed(f"internal error (trace_id {job.trace_id})") from None
+        finally:
+            renewer.cancel()
         body = {"success": True, "task_id": job.task_id, "trace_id": job.trace_id,
-                "created": int(time.time()), "data": data}
-        stored = {**body, "data": stored_data}
-        async with self.sessions.begin() as session:
-            await session.execute(update(Task).where(Task.id == job.task_id).values(
-                status="succeeded", response=stored, finished_at=time.time(),
-                usage=result.usage, upstream=result.upstream,
-            ))
-            await billing.settle(session, job.credential_id, job.task_id, job.cost)
+                "created": int(time.time()), "data": shown}
+        await self.tasks.succeed(job.task_id, owner, job.credential_id, job.cost,
+                                 {**body, "data": stored}, result.usage, result.upstream,
+                                 has_callback)
         return Outcome(body=body, credits=job.cost)
 
-    async def _fail(self, job: Job, error: ApiError) -> None:
-        async with self.sessions.begin() as session:
-            await session.execute(update(Task).where(Task.id == job.task_id).values(
-                status="failed", error_code=error.code, error_message=error.message,
-                finished_at=time.time(),
-            ))
-            await billing.release(session, job.credential_id, job.task_id, job.cost)
+    async def _renew(self, task_id: str, owner: str, runner: asyncio.Task[Any] | None) -> None:
+        while True:
+            await asyncio.sleep(self.tasks.lease / 3)
+            try:
+                if not await self.tasks.renew(task_id, owner):
+                    log.warning("lease_lost", task_id=task_id)
+                    if runner is not None:
+                        runner.cancel()
+                    return
+            except Exception:  # noqa: BLE001 - a database blip must not kill the task
+                log.warning("lease_renew_failed", task_id=task_id, exc_info=True)
 
-    async def _host(self, job: Job, result: ImageResult
-                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Store every image under our own key; return the response items and the task's.
-
-        Task records keep the hosted URL, not megabytes of base64."""
-        params = job.params
-        if not result.images:
-            raise ProviderError("the upstream returned no images")
-        converted = await asyncio.gather(*(
-            ensure_format(img.data, img.mime_type, params.output_format,
-                          params.output_compression)
-            for img in result.images
-        ))
-        keys = [f"{job.model.family}/{job.task_id}_{i}.{EXTENSIONS[mime]}"
-                for i, (_, mime) in enumerate(converted)]
-        await asyncio.gather(*(self.store.put(k, d) for k, (d, _) in zip(keys, converted,
-                                                                         strict=True)))
-        shown, stored = [], []
-        for key, (data, _), image in zip(keys, converted, result.images, strict=True):
-            revised = params.prompt
-            if job.model.family != "nano-banana" and image.revised_prompt:
-                revised = image.revised_prompt
-            url = self.file_url(key)
-            stored.append({"revised_prompt": revised, "url": url})
-            if params.response_format == "b64_json":
-                shown.append({"revised_prompt": revised,
-                              "b64_json": base64.b64encode(data).decode()})
-            else:
-                shown.append({"revised_prompt": revised, "url": url})
-        return shown, stored
-
-    def file_url(self, key: str) -> str:
-        return f"{self.public_base_url}/files/{key}"
+    async def drain(self) -> None:
+        """Shutdown: hand back what is still running inline."""
+        for runner in list(self._running):
+            runner.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
 
 
-def _stored_request(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if not k.startswith("_")}
+def _status_of(code: str | None) -> int:
+    return {"bad_request": 400, "forbidden": 403, "timeout": 504}.get(code or "", 500)

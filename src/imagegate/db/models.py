@@ -65,6 +65,7 @@ class Task(Base):
         Index("ix_tasks_credential_created", "credential_id", "created_at"),
         Index("ix_tasks_trace", "credential_id", "trace_id"),
         Index("ix_tasks_status_lease", "status", "lease_until"),
+        Index("ix_tasks_credential_status", "credential_id", "status"),
         Index("ix_tasks_callback_next", "callback_next_at"),
         Index("ix_tasks_idempotency", "credential_id", "idempotency_key", unique=True),
     )

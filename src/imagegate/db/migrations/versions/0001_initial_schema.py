@@ -82,6 +82,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_tasks_credential_created', ['credential_id', 'created_at'], unique=False)
         batch_op.create_index('ix_tasks_idempotency', ['credential_id', 'idempotency_key'], unique=True)
         batch_op.create_index('ix_tasks_status_lease', ['status', 'lease_until'], unique=False)
+        batch_op.create_index('ix_tasks_credential_status', ['credential_id', 'status'], unique=False)
         batch_op.create_index('ix_tasks_trace', ['credential_id', 'trace_id'], unique=False)
 
     # ### end Alembic commands ###
@@ -92,6 +93,7 @@ def downgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_trace')
         batch_op.drop_index('ix_tasks_status_lease')
+        batch_op.drop_index('ix_tasks_credential_status')
         batch_op.drop_index('ix_tasks_idempotency')
         batch_op.drop_index('ix_tasks_credential_created')
         batch_op.drop_index('ix_tasks_callback_next')

@@ -1,0 +1,45 @@
+"""Task queries: POST /openai/tasks (the seed's form) and GET /v1/tasks/{id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from imagegate.api.body import read_json_object
+from imagegate.api.deps import credential, gateway
+from imagegate.core.errors import BadRequest
+from imagegate.core.queries import TaskQueries
+from imagegate.db.models import Credential
+
+router = APIRouter()
+
+
+def _json(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _queries(request: Request) -> TaskQueries:
+    return TaskQueries(gateway(request).sessions)
+
+
+@router.post("/openai/tasks")
+async def tasks(request: Request, cred: Credential = Depends(credential)) -> Response:
+    body = await read_json_object(request, gateway(request).settings.max_body_bytes)
+    action = body.get("action", "retrieve")
+    if action == "retrieve":
+        task_id, trace_id = body.get("id"), body.get("trace_id")
+        if not isinstance(task_id, str | None) or not isinstance(trace_id, str | None):
+            raise BadRequest("id and trace_id must be strings")
+        return _json(await _queries(request).get(cred.id, task_id, trace_id))
+    if action == "retrieve_batch":
+        return _json(await _queries(request).batch(cred.id, body))
+    raise BadRequest(f"action must be retrieve or retrieve_batch; got {action!r}")
+
+
+@router.get("/v1/tasks/{task_id}")
+async def task(task_id: str, request: Request, cred: Credential = Depends(credential)
+               ) -> Response:
+    return _json(await _queries(request).get(cred.id, task_id=task_id))

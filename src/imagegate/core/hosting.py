@@ -1,0 +1,69 @@
+"""Re-hosting upstream images under our own permanent keys."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+from imagegate.core.images import ensure_format
+from imagegate.core.params import Params
+from imagegate.providers.base import ImageResult, ProviderError
+from imagegate.storage.images import EXTENSIONS, ImageStore
+
+Items = list[dict[str, Any]]
+
+
+class ImageHost:
+    def __init__(self, store: ImageStore, public_base_url: str) -> None:
+        self.store = store
+        self.public_base_url = public_base_url
+
+    def url(self, key: str) -> str:
+        return f"{self.public_base_url}/files/{key}"
+
+    def key_of(self, url: str) -> str | None:
+        prefix = f"{self.public_base_url}/files/"
+        return url.removeprefix(prefix) if url.startswith(prefix) else None
+
+    async def host(self, family: str, task_id: str, params: Params, result: ImageResult
+                   ) -> tuple[Items, Items]:
+        """Store every image; return the client's items and the task record's (URLs only:
+        task records keep the hosted URL, not megabytes of base64)."""
+        if not result.images:
+            raise ProviderError("the upstream returned no images")
+        converted = await asyncio.gather(*(
+            ensure_format(img.data, img.mime_type, params.output_format,
+                          params.output_compression)
+            for img in result.images
+        ))
+        keys = [f"{family}/{task_id}_{i}.{EXTENSIONS[mime]}"
+                for i, (_, mime) in enumerate(converted)]
+        await asyncio.gather(*(self.store.put(key, data)
+                               for key, (data, _) in zip(keys, converted, strict=True)))
+        shown: Items = []
+        stored: Items = []
+        for key, (data, _), image in zip(keys, converted, result.images, strict=True):
+            revised = params.prompt
+            if family != "nano-banana" and image.revised_prompt:
+                revised = image.revised_prompt
+            stored.append({"revised_prompt": revised, "url": self.url(key)})
+            if params.response_format == "b64_json":
+                shown.append({"revised_prompt": revised,
+                              "b64_json": base64.b64encode(data).decode()})
+            else:
+                shown.append(stored[-1])
+        return shown, stored
+
+    async def as_b64(self, items: Items) -> Items:
+        """Turn stored URL items back into b64_json items (replays, callbacks)."""
+        out: Items = []
+        for item in items:
+            key = self.key_of(item.get("url", ""))
+            data = await self.store.get(key) if key else None
+            if data is None:
+                out.append(item)
+            else:
+                out.append({"revised_prompt": item.get("revised_prompt"),
+                            "b64_json": base64.b64encode(data).decode()})
+        return out

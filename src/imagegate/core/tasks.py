@@ -1,0 +1,140 @@
+"""Task state transitions in the database.
+
+Every transition is one conditional UPDATE, so with any number of processes a task has at
+most one runner, and billing happens in the same transaction as the transition that earns it:
+settle on success, release on failure, each exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from imagegate.core import billing
+from imagegate.db.models import Task
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    credential_id: str
+    trace_id: str
+    request: dict[str, Any]
+    credits: int
+    attempts: int
+
+
+class TaskStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, lease: float = 30.0,
+                 max_attempts: int = 3) -> None:
+        self.sessions = sessions
+        self.lease = lease
+        self.max_attempts = max_attempts
+
+    async def claim(self, owner: str) -> Claimed | None:
+        """Take the oldest queued task, or None. One statement: one claimant per task."""
+        now = time.time()
+        async with self.sessions.begin() as session:
+            pick = select(Task.id).where(Task.status == QUEUED).order_by(Task.created_at).limit(1)
+            if session.bind.dialect.name == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            row = (await session.execute(
+                update(Task)
+                .where(Task.id == pick.scalar_subquery(), Task.status == QUEUED)
+                .values(status=RUNNING, lease_owner=owner, lease_until=now + self.lease,
+                        attempts=Task.attempts + 1,
+                        started_at=func.coalesce(Task.started_at, now))
+                .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
+                           Task.credits, Task.attempts)
+            )).first()
+        return Claimed(*row) if row else None
+
+    async def renew(self, task_id: str, owner: str) -> bool:
+        """Extend a lease we hold; False means we lost it (someone requeued the task)."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(Task).where(Task.id == task_id, Task.lease_owner == owner,
+                                   Task.status == RUNNING)
+                .values(lease_until=time.time() + self.lease))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def succeed(self, task_id: str, owner: str, credential_id: str, cost: int,
+                      response: dict[str, Any], usage: dict[str, Any] | None,
+                      upstream: str | None, has_callback: bool) -> bool:
+        return await self._finish(task_id, owner, credential_id, cost, has_callback,
+                                  status=SUCCEEDED, response=response, usage=usage,
+                                  upstream=upstream)
+
+    async def fail(self, task_id: str, owner: str, credential_id: str, cost: int, code: str,
+                   message: str, has_callback: bool) -> bool:
+        response = {"success": False, "error": {"code": code, "message": message}}
+        return await self._finish(task_id, owner, credential_id, cost, has_callback,
+                                  status=FAILED, error_code=code, error_message=message,
+                                  response=response)
+
+    async def _finish(self, task_id: str, owner: str, credential_id: str, cost: int,
+                      has_callback: bool, **values: Any) -> bool:
+        now = time.time()
+        if has_callback:
+            values.update(callback={"state": "pending", "attempts": []}, callback_next_at=now)
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(Task).where(Task.id == task_id, Task.status == RUNNING,
+                                   Task.lease_owner == owner)
+                .values(finished_at=now, lease_owner=None, lease_until=None, **values))
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return False  # lost the lease: whoever holds the task now will bill it
+            if values["status"] == SUCCEEDED:
+                await billing.settle(session, credential_id, task_id, cost)
+            else:
+                await billing.release(session, credential_id, task_id, cost)
+        return True
+
+    async def hand_back(self, task_id: str, owner: str) -> None:
+        """Shutdown: give a running task back to the queue without counting the attempt."""
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(Task).where(Task.id == task_id, Task.lease_owner == owner,
+                                   Task.status == RUNNING)
+                .values(status=QUEUED, lease_owner=None, lease_until=None,
+                        attempts=func.max(Task.attempts - 1, 0)
+                        if session.bind.dialect.name == "sqlite"
+                        else func.greatest(Task.attempts - 1, 0)))
+
+    async def recover(self) -> tuple[int, list[Claimed]]:
+        """Requeue tasks whose runner died; return how many, and those out of attempts.
+
+        Out-of-attempt tasks are returned still running under a recovery lease, for the
+        caller to fail (and refund) through :meth:`fail` with owner ``"recovery"``."""
+        now = time.time()
+        expired = and_(Task.status == RUNNING, Task.lease_until < now)
+        async with self.sessions.begin() as session:
+            requeued = await session.execute(
+                update(Task).where(expired, Task.attempts < self.max_attempts)
+                .values(status=QUEUED, lease_owner=None, lease_until=None))
+            exhausted = (await session.execute(
+                update(Task).where(expired, Task.attempts >= self.max_attempts)
+                .values(lease_owner="recovery", lease_until=now + self.lease)
+                .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
+                           Task.credits, Task.attempts)
+            )).all()
+        return requeued.rowcount or 0, [Claimed(*r) for r in exhausted]  # type: ignore[attr-defined]
+
+    async def queue_depth(self) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(
+                select(func.count()).select_from(Task).where(Task.status == QUEUED)
+            )).scalar_one())
+
+    async def inflight(self, session: AsyncSession, credential_id: str) -> int:
+        return int((await session.execute(
+            select(func.count()).select_from(Task).where(
+                Task.credential_id == credential_id,
+                or_(Task.status == QUEUED, Task.status == RUNNING))
+        )).scalar_one())
