@@ -77,7 +77,7 @@ class Gateway:
         generation = GenerationService(
             registry=registry, router=router, host=host, tasks=tasks, policy=policy,
             node_id=node, sync_wait=settings.sync_wait, unavailable=unavailable,
-            default_concurrency=settings.default_concurrency,
+            default_concurrency=settings.default_concurrency, max_queued=settings.max_queued,
         )
         callbacks = CallbackDispatcher(
             sessions, host, policy, timeout=settings.callback_timeout,

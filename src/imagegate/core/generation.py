@@ -90,7 +90,8 @@ def image_request(model: ModelConfig, params: Params) -> ImageRequest:
 class GenerationService:
     def __init__(self, *, registry: Registry, router: ChannelRouter, host: ImageHost,
                  tasks: TaskStore, policy: CallbackPolicy, node_id: str, sync_wait: float,
-                 unavailable: dict[str, list[str]], default_concurrency: int = 10) -> None:
+                 unavailable: dict[str, list[str]], default_concurrency: int = 10,
+                 max_queued: int = 1000) -> None:
         self.registry = registry
         self.router = router
         self.host = host
@@ -101,6 +102,7 @@ class GenerationService:
         self.sync_wait = sync_wait
         self.unavailable = unavailable  # model -> env vars to set
         self.default_concurrency = default_concurrency
+        self.max_queued = max_queued
         self.idempotency = Idempotency(self.sessions)
         self.queued = asyncio.Event()  # wakes local workers; other nodes poll or use Redis
         self._running: set[asyncio.Task[Outcome]] = set()
@@ -156,11 +158,7 @@ class GenerationService:
                 await session.flush()
                 await billing.reserve(session, credential.id, job.task_id, job.cost)
                 # counted after the reserve's row lock, so concurrent submits see each other
-                limit = self.concurrency_of(credential)
-                if await self.tasks.inflight(session, credential.id) > limit:
-                    raise TooManyRequests(
-                        f"too many generations in flight for this credential (limit {limit})",
-                        headers={"Retry-After": "1"})
+                await self._check_capacity(session, credential, is_async)
         except Exception as e:
             if idempotency_key is not None and self.idempotency.is_conflict(e):
                 replay = await self.idempotency.find(credential.id, idempotency_key, body)
@@ -170,6 +168,18 @@ class GenerationService:
         if is_async:
             self.queued.set()
         return job
+
+    async def _check_capacity(self, session: Any, credential: Credential, is_async: bool
+                              ) -> None:
+        """Sync requests count against in-flight generations; async ones wait in the queue
+        (workers run at most that many per credential) up to ``max_queued``."""
+        if is_async:
+            limit, status, what = self.max_queued, QUEUED, "queued tasks"
+        else:
+            limit, status, what = self.concurrency_of(credential), RUNNING, "generations in flight"
+        if await self.tasks.count(session, credential.id, status) > limit:
+            raise TooManyRequests(f"too many {what} for this credential (limit {limit})",
+                                  headers={"Retry-After": "1"})
 
     async def run_sync(self, job: Job) -> Outcome:
         """Run inline; past the sync wait the client gets 504 while the task carries on."""

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from imagegate.core import billing
 from imagegate.db.models import Task
@@ -37,11 +38,21 @@ class TaskStore:
         self.lease = lease
         self.max_attempts = max_attempts
 
-    async def claim(self, owner: str) -> Claimed | None:
-        """Take the oldest queued task, or None. One statement: one claimant per task."""
+    async def claim(self, owner: str, per_credential: int | None = None) -> Claimed | None:
+        """Take the oldest queued task, or None. One statement: one claimant per task.
+
+        With ``per_credential``, tasks of a credential already running that many wait, so
+        one client's queue cannot take every worker."""
         now = time.time()
         async with self.sessions.begin() as session:
-            pick = select(Task.id).where(Task.status == QUEUED).order_by(Task.created_at).limit(1)
+            pick = select(Task.id).where(Task.status == QUEUED)
+            if per_credential is not None:
+                busy = aliased(Task)
+                running = (select(func.count()).select_from(busy)
+                           .where(busy.credential_id == Task.credential_id,
+                                  busy.status == RUNNING).scalar_subquery())
+                pick = pick.where(running < per_credential)
+            pick = pick.order_by(Task.created_at).limit(1)
             if session.bind.dialect.name == "postgresql":
                 pick = pick.with_for_update(skip_locked=True)
             row = (await session.execute(
@@ -132,9 +143,8 @@ class TaskStore:
                 select(func.count()).select_from(Task).where(Task.status == QUEUED)
             )).scalar_one())
 
-    async def inflight(self, session: AsyncSession, credential_id: str) -> int:
+    async def count(self, session: AsyncSession, credential_id: str, status: str) -> int:
         return int((await session.execute(
             select(func.count()).select_from(Task).where(
-                Task.credential_id == credential_id,
-                or_(Task.status == QUEUED, Task.status == RUNNING))
+                Task.credential_id == credential_id, Task.status == status)
         )).scalar_one())

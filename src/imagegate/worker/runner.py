@@ -27,6 +27,7 @@ class Worker:
                  callbacks: CallbackDispatcher, *, concurrency: int = 4,
                  poll_interval: float = 1.0, callback_concurrency: int = 8) -> None:
         self.generation = generation
+        self.per_credential = generation.default_concurrency
         self.tasks = tasks
         self.callbacks = callbacks
         self.owner = generation.node_id
@@ -55,7 +56,7 @@ class Worker:
         while True:
             await slots.acquire()
             try:
-                claimed = await self.tasks.claim(self.owner)
+                claimed = await self.tasks.claim(self.owner, self.per_credential)
             except Exception:  # noqa: BLE001 - keep polling through database blips
                 log.warning("claim_failed", exc_info=True)
                 claimed = None
