@@ -18,6 +18,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="imagegate: an OpenAI-compatible image generation gateway.")
 tokens = typer.Typer(no_args_is_help=True, help="Manage credentials (API tokens).")
 app.add_typer(tokens, name="tokens")
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option(help="Data directory [env IMAGEGATE_DATA_DIR; "
@@ -44,7 +46,15 @@ def serve(
     storage_url: Annotated[str | None, typer.Option(help="Image storage URL [default file://"
                                                     "<data-dir>/files]")] = None,
     public_base_url: Annotated[str | None, typer.Option(
-        help="Base of image URLs [default http://HOST:PORT]")] = None,
+        help="This server's public URL [default http://HOST:PORT]")] = None,
+    files_base_url: Annotated[str | None, typer.Option(
+        help="Base of image URLs, e.g. a CDN [default <public-base-url>/files]")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        help="Redis for shared rate limits and worker wake-ups [env IMAGEGATE_REDIS_URL]")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="In-process task workers; 0 runs the API only [default 4]")] = None,
+    migrate: Annotated[bool, typer.Option(
+        help="Apply database migrations on start")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the gateway."""
@@ -55,7 +65,8 @@ def serve(
     settings = _settings(host=host, port=port, data_dir=data_dir, config=config,
                          sandbox=sandbox or None, database_url=database_url,
                          storage_url=storage_url, public_base_url=public_base_url,
-                         log_level=log_level)
+                         files_base_url=files_base_url, redis_url=redis_url, workers=workers,
+                         migrate=None if migrate else False, log_level=log_level)
     logs.configure(settings.log_level, settings.log_json)
     try:
         demo = asyncio.run(_prepare(settings))
@@ -73,7 +84,7 @@ def serve(
             print(f"demo token: {demo}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=int(settings.shutdown_grace))
 
 
 async def _prepare(settings: Settings) -> str | None:
@@ -87,7 +98,8 @@ async def _prepare(settings: Settings) -> str | None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = db.make_engine(settings.resolved_database_url())
     try:
-        await db.upgrade(engine)
+        if settings.migrate:
+            await db.upgrade(engine)
         if not settings.sandbox:
             return None
         demo_file = settings.data_dir / "demo-token"
@@ -101,6 +113,25 @@ async def _prepare(settings: Settings) -> str | None:
         return issued.token
     finally:
         await engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Apply database migrations (safe to run from several nodes at once)."""
+    from imagegate.db import engine as db
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+
+    async def run() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = db.make_engine(settings.resolved_database_url())
+        try:
+            await db.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("database is at the latest schema")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,10 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite in data_dir
     storage_url: str | None = None  # default: file:// under data_dir/files
     public_base_url: str | None = None  # default: http://host:port
+    files_base_url: str | None = None  # image URLs; default <public_base_url>/files (a CDN?)
+    storage_options: dict[str, Any] = Field(default_factory=dict)  # obstore config, e.g. endpoint
+    redis_url: str | None = None  # shared rate limits and prompt worker wake-ups
+    migrate: bool = True  # apply database migrations on start
     sandbox: bool = False
     sandbox_latency: float = 0.0
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -49,6 +54,11 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return (self.data_dir / "files").resolve().as_uri()
+
+    def resolved_files_base_url(self) -> str:
+        if self.files_base_url:
+            return self.files_base_url.rstrip("/")
+        return self.resolved_public_base_url() + "/files"
 
     def resolved_public_base_url(self) -> str:
         if self.public_base_url:

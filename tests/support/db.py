@@ -1,22 +1,53 @@
-"""Direct looks into a gateway's SQLite database, for assertions the API does not expose."""
+"""Direct looks into a gateway's database, for assertions the API does not expose.
+
+``target`` is a data directory (its SQLite file) or a SQLAlchemy URL; SQL uses ``?``
+placeholders either way."""
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
-
-def query(data_dir: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(data_dir / "imagegate.db") as conn:
-        return conn.execute(sql, args).fetchall()
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
-def execute(data_dir: Path, sql: str, *args: Any) -> None:
-    with sqlite3.connect(data_dir / "imagegate.db") as conn:
-        conn.execute(sql, args)
-        conn.commit()
+def _url(target: Path | str | Any) -> str:
+    url = getattr(target, "database_url", None) or target
+    if isinstance(url, Path):
+        return f"sqlite+aiosqlite:///{url / 'imagegate.db'}"
+    return str(url)
 
 
-def token_prefix(token: str) -> str:
-    return token[:8]
+def _named(sql: str, args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    names = iter(range(len(args)))
+    return re.sub(r"\?", lambda _: f":p{next(names)}", sql), {f"p{i}": a for i, a in
+                                                              enumerate(args)}
+
+
+def _run(url: str, sql: str, args: tuple[Any, ...], fetch: bool) -> list[tuple[Any, ...]]:
+    async def go() -> list[tuple[Any, ...]]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                stmt, params = _named(sql, args)
+                result = await conn.execute(text(stmt), params)
+                return [tuple(r) for r in result.fetchall()] if fetch else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def query(target: Path | str | Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return _run(_url(target), sql, args, fetch=True)
+
+
+def query_url(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return _run(url, sql, args, fetch=True)
+
+
+def execute(target: Path | str | Any, sql: str, *args: Any) -> None:
+    _run(_url(target), sql, args, fetch=False)

@@ -17,6 +17,7 @@ from imagegate.core.channels import ChannelRouter, build_provider
 from imagegate.core.credentials import authenticate
 from imagegate.core.generation import GenerationService
 from imagegate.core.hosting import ImageHost
+from imagegate.core.notify import QueueNotifier
 from imagegate.core.registry import Registry, load_registry
 from imagegate.core.ssrf import CallbackPolicy
 from imagegate.core.tasks import TaskStore
@@ -57,9 +58,10 @@ class Gateway:
             registry = registry.sandboxed()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = db.make_engine(settings.resolved_database_url())
-        await db.upgrade(engine)
+        if settings.migrate:
+            await db.upgrade(engine)
         sessions = db.sessionmaker_for(engine)
-        store = ImageStore(settings.resolved_storage_url())
+        store = ImageStore(settings.resolved_storage_url(), **settings.storage_options)
         providers = {
             name: build_provider(name, up, sandbox_latency=settings.sandbox_latency, environ=env)
             for name, up in registry.upstreams.items()
@@ -69,14 +71,16 @@ class Gateway:
             if (missing := registry.missing_credentials(model, env))
         }
         router = ChannelRouter(registry, providers)
-        host = ImageHost(store, settings.resolved_public_base_url())
+        host = ImageHost(store, settings.resolved_files_base_url())
         tasks = TaskStore(sessions, lease=settings.lease_seconds,
                           max_attempts=settings.max_attempts)
         policy = CallbackPolicy(settings.callback_allow)
+        notifier = QueueNotifier(settings.redis_url)
+        await notifier.start(listen=settings.workers > 0)
         node = node_id or new_node_id()
         generation = GenerationService(
             registry=registry, router=router, host=host, tasks=tasks, policy=policy,
-            node_id=node, sync_wait=settings.sync_wait, unavailable=unavailable,
+            notifier=notifier, node_id=node, sync_wait=settings.sync_wait, unavailable=unavailable,
             default_concurrency=settings.default_concurrency, max_queued=settings.max_queued,
         )
         callbacks = CallbackDispatcher(
@@ -114,6 +118,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.generation.drain()
+        await self.generation.notifier.aclose()
         await self.callbacks.aclose()
         for provider in self.providers.values():
             await provider.aclose()

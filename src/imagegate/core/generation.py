@@ -29,6 +29,7 @@ from imagegate.core.errors import (
 from imagegate.core.hosting import ImageHost
 from imagegate.core.idempotency import Idempotency, Replay
 from imagegate.core.money import to_micro
+from imagegate.core.notify import QueueNotifier
 from imagegate.core.params import Params, validate
 from imagegate.core.registry import ModelConfig, Registry
 from imagegate.core.ssrf import CallbackPolicy
@@ -89,7 +90,8 @@ def image_request(model: ModelConfig, params: Params) -> ImageRequest:
 
 class GenerationService:
     def __init__(self, *, registry: Registry, router: ChannelRouter, host: ImageHost,
-                 tasks: TaskStore, policy: CallbackPolicy, node_id: str, sync_wait: float,
+                 tasks: TaskStore, policy: CallbackPolicy, notifier: QueueNotifier,
+                 node_id: str, sync_wait: float,
                  unavailable: dict[str, list[str]], default_concurrency: int = 10,
                  max_queued: int = 1000) -> None:
         self.registry = registry
@@ -104,7 +106,7 @@ class GenerationService:
         self.default_concurrency = default_concurrency
         self.max_queued = max_queued
         self.idempotency = Idempotency(self.sessions)
-        self.queued = asyncio.Event()  # wakes local workers; other nodes poll or use Redis
+        self.notifier = notifier
         self._running: set[asyncio.Task[Outcome]] = set()
 
     def prepare(self, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
@@ -166,7 +168,7 @@ class GenerationService:
                     return replay
             raise
         if is_async:
-            self.queued.set()
+            self.notifier.notify()
         return job
 
     async def _check_capacity(self, session: Any, credential: Credential, is_async: bool

@@ -15,15 +15,15 @@ Items = list[dict[str, Any]]
 
 
 class ImageHost:
-    def __init__(self, store: ImageStore, public_base_url: str) -> None:
+    def __init__(self, store: ImageStore, files_base_url: str) -> None:
         self.store = store
-        self.public_base_url = public_base_url
+        self.files_base_url = files_base_url
 
     def url(self, key: str) -> str:
-        return f"{self.public_base_url}/files/{key}"
+        return f"{self.files_base_url}/{key}"
 
     def key_of(self, url: str) -> str | None:
-        prefix = f"{self.public_base_url}/files/"
+        prefix = f"{self.files_base_url}/"
         return url.removeprefix(prefix) if url.startswith(prefix) else None
 
     async def host(self, family: str, task_id: str, params: Params, result: ImageResult

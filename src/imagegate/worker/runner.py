@@ -34,7 +34,7 @@ class Worker:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.callback_concurrency = callback_concurrency
-        self.wake = generation.queued
+        self.wake = generation.notifier.event
         self.callback_wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[None]] = set()
