@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api import errors, images, system, tasks
-from imagegate.api.middleware import TraceIdMiddleware
+from imagegate.api.middleware import RequestMiddleware
 from imagegate.core.gateway import Gateway
 from imagegate.settings import Settings
 from imagegate.worker.runner import Worker
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   redirect_slashes=False)
-    app.add_middleware(TraceIdMiddleware)
+    app.add_middleware(RequestMiddleware)
     errors.install(app)
     app.include_router(images.router)
     app.include_router(system.router)

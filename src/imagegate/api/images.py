@@ -27,6 +27,9 @@ async def generations(request: Request, cred: Credential = Depends(credential)) 
     key = request.headers.get("idempotency-key")
     if key is not None:
         key = Idempotency.check_key(key)
+    request.state.credential = cred.name
+    if isinstance(body.get("model"), str) and body["model"] in gw.registry.models:
+        request.state.model = body["model"]  # known names only: labels stay bounded
     submitted = await gw.generation.submit(cred, body, request.state.trace_id, key)
     if isinstance(submitted, Replay):
         request.state.trace_id = submitted.trace_id
@@ -36,6 +39,7 @@ async def generations(request: Request, cred: Credential = Depends(credential)) 
         return _done(outcome.body, 0, replay=True)
     job: Job = submitted
     request.state.trace_id = job.trace_id
+    request.state.task_id = job.task_id
     if job.params.is_async or job.params.callback_url is not None:
         return _accepted(job.task_id, job.trace_id)
     outcome = await gw.generation.run_sync(job)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from imagegate.api.deps import credential, gateway
-from imagegate.core.errors import NoApi
+from imagegate.core import metrics
+from imagegate.core.errors import InvalidToken, NoApi
 from imagegate.db.models import Credential
 from imagegate.storage.images import content_type_for
 
@@ -50,6 +53,18 @@ async def files(key: str, request: Request) -> Response:
     return StreamingResponse(chunks, media_type=content_type_for(key), headers={
         "Cache-Control": IMMUTABLE, "Content-Length": str(size),
     })
+
+
+@router.get("/metrics")
+async def metrics_endpoint(request: Request) -> Response:
+    gw = gateway(request)
+    token = gw.settings.metrics_token
+    if token:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise InvalidToken("metrics need 'authorization: Bearer <metrics token>'")
+    await gw.tasks.refresh_gauges()
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

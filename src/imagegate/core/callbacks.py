@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from imagegate import webhooks
+from imagegate.core import metrics
 from imagegate.core.hosting import ImageHost
 from imagegate.core.ssrf import CallbackPolicy, CallbackRefused
 from imagegate.db.models import Credential, Task
@@ -82,18 +83,21 @@ class CallbackDispatcher:
         started = time.time()
         status: int | None = None
         error: str | None = None
+        outcome = "failed"
         try:
             status = await self._post(task.callback_url, body, cred.webhook_secret)
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except CallbackRefused as e:
-            error = str(e)
+            error, outcome = str(e), "refused"
         except httpx.TimeoutException:
             error = f"timed out after {self.timeout:g}s"
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"[:300]
         await self._record(task, {"at": started, "status": status, "error": error,
                                   "duration": round(time.time() - started, 3)})
+        outcome = "delivered" if error is None else outcome
+        metrics.callbacks_total.labels(outcome).inc()
         log.info("callback_attempt", task_id=task.id, trace_id=task.trace_id, status=status,
                  error=error)
         return error is None

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from imagegate.core import billing
+from imagegate.core import billing, metrics
 from imagegate.core.channels import ChannelRouter
 from imagegate.core.errors import (
     ApiError,
@@ -34,7 +34,7 @@ from imagegate.core.params import Params, validate
 from imagegate.core.registry import ModelConfig, Registry
 from imagegate.core.ssrf import CallbackPolicy
 from imagegate.core.tasks import QUEUED, RUNNING, Claimed, TaskStore
-from imagegate.db.models import Credential, Task
+from imagegate.db.models import MICRO, Credential, Task
 from imagegate.providers.base import (
     ContentBlocked,
     DeadlineExceeded,
@@ -230,6 +230,7 @@ class GenerationService:
 
     async def run(self, job: Job, owner: str) -> Outcome:
         """Execute while holding the lease; bill in the transaction that records the end."""
+        started = time.monotonic()
         renewer = asyncio.create_task(self._renew(job.task_id, owner, asyncio.current_task()))
         has_callback = job.params.callback_url is not None
         try:
@@ -239,6 +240,10 @@ class GenerationService:
                                                  result)
         except ProviderError as e:
             error = provider_error_to_api(e)
+            metrics.task_seconds.labels(job.model.name, "failed").observe(
+                time.monotonic() - started)
+            log.info("task_failed", task_id=job.task_id, trace_id=job.trace_id,
+                     model=job.model.name, code=error.code, reason=error.message)
             await self.tasks.fail(job.task_id, owner, job.credential_id, job.cost, error.code,
                                   error.message, has_callback)
             raise error from None
@@ -255,9 +260,15 @@ class GenerationService:
             renewer.cancel()
         body = {"success": True, "task_id": job.task_id, "trace_id": job.trace_id,
                 "created": int(time.time()), "data": shown}
-        await self.tasks.succeed(job.task_id, owner, job.credential_id, job.cost,
-                                 {**body, "data": stored}, result.usage, result.upstream,
-                                 has_callback)
+        if await self.tasks.succeed(job.task_id, owner, job.credential_id, job.cost,
+                                    {**body, "data": stored}, result.usage, result.upstream,
+                                    has_callback):
+            metrics.credits_charged.labels(job.model.name).inc(job.cost / MICRO)
+            metrics.task_seconds.labels(job.model.name, "succeeded").observe(
+                time.monotonic() - started)
+        log.info("task_succeeded", task_id=job.task_id, trace_id=job.trace_id,
+                 model=job.model.name, upstream=result.upstream,
+                 duration_ms=round((time.monotonic() - started) * 1000, 1))
         return Outcome(body=body, credits=job.cost)
 
     async def _renew(self, task_id: str, owner: str, runner: asyncio.Task[Any] | None) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from imagegate.core import billing
+from imagegate.core import billing, metrics
 from imagegate.db.models import Task
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -137,11 +137,18 @@ class TaskStore:
             )).all()
         return requeued.rowcount or 0, [Claimed(*r) for r in exhausted]  # type: ignore[attr-defined]
 
-    async def queue_depth(self) -> int:
+    async def refresh_gauges(self) -> None:
+        """Queue depth, oldest queued task and running count, read when /metrics is scraped."""
         async with self.sessions() as session:
-            return int((await session.execute(
-                select(func.count()).select_from(Task).where(Task.status == QUEUED)
-            )).scalar_one())
+            rows = (await session.execute(
+                select(Task.status, func.count(), func.min(Task.created_at))
+                .where(Task.status.in_((QUEUED, RUNNING))).group_by(Task.status)
+            )).all()
+        found = {status: (count, oldest) for status, count, oldest in rows}
+        queued, oldest = found.get(QUEUED, (0, None))
+        metrics.queue_depth.set(queued)
+        metrics.oldest_queued_age.set(time.time() - oldest if oldest else 0)
+        metrics.running_tasks.set(found.get(RUNNING, (0, None))[0])
 
     async def count(self, session: AsyncSession, credential_id: str, status: str) -> int:
         return int((await session.execute(

@@ -1,0 +1,45 @@
+"""Prometheus metrics. One registry per process; each node exposes its own /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+                   600)
+
+requests_total = Counter(
+    "imagegate_requests_total", "HTTP requests by route, model and status",
+    ["route", "model", "status"], registry=REGISTRY)
+request_seconds = Histogram(
+    "imagegate_request_duration_seconds", "HTTP request latency by route",
+    ["route"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+upstream_calls = Counter(
+    "imagegate_upstream_calls_total", "Upstream calls by provider, channel and outcome",
+    ["provider", "channel", "outcome"], registry=REGISTRY)
+upstream_seconds = Histogram(
+    "imagegate_upstream_duration_seconds", "Upstream call latency by provider",
+    ["provider"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+retries_total = Counter(
+    "imagegate_upstream_retries_total", "Upstream calls retried on the same channel",
+    ["channel"], registry=REGISTRY)
+failovers_total = Counter(
+    "imagegate_upstream_failovers_total", "Requests moved on to another channel",
+    ["model"], registry=REGISTRY)
+queue_depth = Gauge(
+    "imagegate_queue_depth", "Tasks waiting for a worker", registry=REGISTRY)
+oldest_queued_age = Gauge(
+    "imagegate_queue_oldest_task_age_seconds", "Age of the oldest queued task",
+    registry=REGISTRY)
+running_tasks = Gauge(
+    "imagegate_tasks_running", "Tasks running on any node", registry=REGISTRY)
+task_seconds = Histogram(
+    "imagegate_task_duration_seconds", "Task run time by model and final status",
+    ["model", "status"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+callbacks_total = Counter(
+    "imagegate_callback_deliveries_total", "Callback delivery attempts by outcome",
+    ["outcome"], registry=REGISTRY)
+credits_charged = Counter(
+    "imagegate_credits_charged_total", "Credits settled by model", ["model"],
+    registry=REGISTRY)
