@@ -6,13 +6,32 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import backend as backends
 from tests.support.server import GatewayServer
 
 
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """API test modules use this (pytestmark) to run once on SQLite and once on PostgreSQL."""
+    backends.current = request.param
+    yield request.param
+    backends.current = "sqlite"
+    backends.drop_all()
+
+
+@pytest.fixture(autouse=True)
+def _database_of_this_test(request: pytest.FixtureRequest) -> None:
+    """Gateways a test starts itself use its backend parameter; unmarked tests use SQLite."""
+    callspec = getattr(request.node, "callspec", None)
+    backends.current = callspec.params.get("backend", "sqlite") if callspec else "sqlite"
+
+
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+def sandbox(backend: str, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[GatewayServer]:
     """A sandbox gateway shared by the tests that only read and generate."""
-    server = GatewayServer(tmp_path_factory.mktemp("sandbox"), "--sandbox").start()
+    backends.current = backend  # set up before the per-test fixture above runs
+    server = GatewayServer(tmp_path_factory.mktemp(f"sandbox-{backend}"), "--sandbox").start()
     yield server
     server.stop()
 

@@ -11,10 +11,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import db
 from tests.support.receiver import CallbackReceiver
 from tests.support.server import GatewayServer
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 GEN = "/openai/images/generations"
 FAST = {"IMAGEGATE_CALLBACK_ALLOW": '["127.0.0.0/8"]', "IMAGEGATE_CALLBACK_BASE_DELAY": "0.2",
@@ -121,7 +124,7 @@ def test_two_worker_processes_never_share_a_task(tmp_path: Path) -> None:
                 [sys.executable, "-m", "imagegate", "worker", "--sandbox", "--data-dir",
                  str(data), "--concurrency", "4"],
                 stdout=subprocess.DEVNULL, stderr=log.open("w"),
-                env={**os.environ, **env, "IMAGEGATE_LOG_JSON": "true"}))
+                env={**os.environ, **server.env, "IMAGEGATE_LOG_JSON": "true"}))
         ids = submit(server, token, 60, None)
         wait_until(lambda: statuses(data)["succeeded"] == 60, timeout=60)
     finally:

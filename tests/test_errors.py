@@ -11,6 +11,8 @@ import pytest
 from tests.support import db
 from tests.support.server import GatewayServer
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+
 GEN = "/openai/images/generations"
 
 
@@ -172,7 +174,7 @@ def test_token_expired(sandbox: GatewayServer) -> None:
 
 
 def test_disabled(sandbox: GatewayServer) -> None:
-    token = _alter(sandbox, "UPDATE credentials SET disabled=1 WHERE token_prefix='{prefix}'")
+    token = _alter(sandbox, "UPDATE credentials SET disabled=true WHERE token_prefix='{prefix}'")
     assert_error(_gen(sandbox, token), 403, "disabled")
 
 

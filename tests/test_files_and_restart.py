@@ -10,6 +10,8 @@ import pytest
 from tests.support import db
 from tests.support.server import GatewayServer
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+
 
 @pytest.mark.parametrize("path", [
     "/files/../imagegate.db", "/files/..%2Fimagegate.db", "/files/%2e%2e/imagegate.db",
@@ -54,7 +56,7 @@ def test_restart_keeps_images_and_tasks(tmp_path: Path) -> None:
         assert after.status_code == 200 and after.content == before
         rows = db.query(data, "SELECT id, status, model, request FROM tasks")
         assert [(i, s, m) for i, s, m, _ in rows] == [(task_id, "succeeded", "nano-banana")]
-        assert "persist me" in rows[0][3]
+        assert "persist me" in str(rows[0][3])
         r = httpx.post(again.url + "/openai/images/generations",
                        json={"model": "nano-banana", "prompt": "again"},
                        headers={"authorization": f"Bearer {token}"})

@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.receiver import CallbackReceiver
 from tests.support.server import GatewayServer
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 GEN = "/openai/images/generations"
 

@@ -12,6 +12,8 @@ from PIL import Image
 
 from tests.support.server import GatewayServer
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+
 
 @pytest.fixture()
 def sdk(sandbox: GatewayServer, token: str) -> openai.OpenAI:

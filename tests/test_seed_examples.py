@@ -12,6 +12,8 @@ from PIL import Image
 
 from tests.support.server import GatewayServer
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+
 GPT2_SCENES = [
     ("A cinematic portrait of a young woman standing in a convenience store at night, "
      "illuminated by soft pink and cyan neon signs through the window. Shot on 35mm film, "

@@ -13,12 +13,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.support import backend
+
 
 def _url(target: Path | str | Any) -> str:
-    url = getattr(target, "database_url", None) or target
-    if isinstance(url, Path):
-        return f"sqlite+aiosqlite:///{url / 'imagegate.db'}"
-    return str(url)
+    if isinstance(target, Path):
+        return backend.lookup(target) or f"sqlite+aiosqlite:///{target / 'imagegate.db'}"
+    if hasattr(target, "data_dir"):
+        return _url(target.data_dir)
+    return str(target)
 
 
 def _named(sql: str, args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:

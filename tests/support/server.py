@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.support import backend
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,6 +40,9 @@ class GatewayServer:
         self.data_dir = data_dir
         self.args = list(args)
         self.env = {"IMAGEGATE_LOG_JSON": "true", **(env or {})}
+        self.database_url = backend.database_url_for(data_dir)
+        if self.database_url and "--database-url" not in self.args:
+            self.env["IMAGEGATE_DATABASE_URL"] = self.database_url
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None

@@ -138,7 +138,8 @@ class CallbackDispatcher:
             next_at = None
         else:
             state.update(state="retrying")
-            next_at = time.time() + self.delay(len(attempts))
+            attempt["retry_in"] = self.delay(len(attempts))
+            next_at = time.time() + attempt["retry_in"]
         state["attempts"] = attempts
         async with self.sessions.begin() as session:
             await session.execute(update(Task).where(Task.id == task.id).values(
