@@ -96,23 +96,23 @@ async def _prepare(settings: Settings) -> str | None:
 
     load_registry(settings.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = db.make_engine(settings.resolved_database_url())
+    sessions = db.Sessions(settings.resolved_database_url())
     try:
         if settings.migrate:
-            await db.upgrade(engine)
+            await sessions.upgrade()
         if not settings.sandbox:
             return None
         demo_file = settings.data_dir / "demo-token"
         if demo_file.exists():
             return demo_file.read_text().strip()
-        async with db.sessionmaker_for(engine).begin() as session:
+        async with sessions.begin() as session:
             issued = await credentials.create_credential(
                 session, name="demo", credits_micro=to_micro(settings.demo_credits))
         demo_file.write_text(issued.token + "\n")
         demo_file.chmod(0o600)
         return issued.token
     finally:
-        await engine.dispose()
+        await sessions.dispose()
 
 
 @db_app.command("upgrade")
@@ -124,11 +124,11 @@ def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> No
 
     async def run() -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = db.make_engine(settings.resolved_database_url())
+        sessions = db.Sessions(settings.resolved_database_url())
         try:
-            await db.upgrade(engine)
+            await sessions.upgrade()
         finally:
-            await engine.dispose()
+            await sessions.dispose()
 
     asyncio.run(run())
     print("database is at the latest schema")
@@ -221,13 +221,13 @@ def _session(settings: Settings) -> Any:
     @asynccontextmanager
     async def opened() -> Any:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = db.make_engine(settings.resolved_database_url())
+        sessions = db.Sessions(settings.resolved_database_url())
         try:
-            await db.upgrade(engine)
-            async with db.sessionmaker_for(engine)() as session:
+            await sessions.upgrade()
+            async with sessions() as session:
                 yield session
         finally:
-            await engine.dispose()
+            await sessions.dispose()
 
     return opened()
 

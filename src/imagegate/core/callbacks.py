@@ -14,12 +14,12 @@ import httpx
 import orjson
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from imagegate import webhooks
 from imagegate.core import metrics
 from imagegate.core.hosting import ImageHost
 from imagegate.core.ssrf import CallbackPolicy, CallbackRefused
+from imagegate.db.engine import Sessions
 from imagegate.db.models import Credential, Task
 
 log = structlog.get_logger("imagegate.callbacks")
@@ -38,7 +38,7 @@ def payload(task: Task) -> dict[str, Any]:
 
 
 class CallbackDispatcher:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], host: ImageHost,
+    def __init__(self, sessions: Sessions, host: ImageHost,
                  policy: CallbackPolicy, *, timeout: float = 10.0, base_delay: float = 1.0,
                  max_delay: float = 3600.0, max_attempts: int = 12) -> None:
         self.sessions = sessions

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.channels import ChannelRouter, build_provider
@@ -39,8 +38,7 @@ def new_node_id() -> str:
 class Gateway:
     settings: Settings
     registry: Registry
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: db.Sessions
     store: ImageStore
     providers: dict[str, Provider]
     generation: GenerationService
@@ -57,10 +55,9 @@ class Gateway:
         if settings.sandbox:
             registry = registry.sandboxed()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = db.make_engine(settings.resolved_database_url())
+        sessions = db.Sessions(settings.resolved_database_url())
         if settings.migrate:
-            await db.upgrade(engine)
-        sessions = db.sessionmaker_for(engine)
+            await sessions.upgrade()
         store = ImageStore(settings.resolved_storage_url(), **settings.storage_options)
         providers = {
             name: build_provider(name, up, sandbox_latency=settings.sandbox_latency, environ=env)
@@ -88,7 +85,7 @@ class Gateway:
             base_delay=settings.callback_base_delay, max_delay=settings.callback_max_delay,
             max_attempts=settings.callback_max_attempts,
         )
-        return cls(settings=settings, registry=registry, engine=engine, sessions=sessions,
+        return cls(settings=settings, registry=registry, sessions=sessions,
                    store=store, providers=providers, generation=generation, tasks=tasks,
                    callbacks=callbacks, node_id=node, unavailable=unavailable)
 
@@ -100,7 +97,7 @@ class Gateway:
         """What readiness checks found; raises nothing, an entry not 'ok' means not ready."""
         checks: dict[str, str] = {}
         try:
-            async with self.engine.connect() as conn:
+            async with self.sessions.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as e:  # noqa: BLE001 - readiness reports, never raises
@@ -122,4 +119,4 @@ class Gateway:
         await self.callbacks.aclose()
         for provider in self.providers.values():
             await provider.aclose()
-        await self.engine.dispose()
+        await self.sessions.dispose()

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from imagegate.core import billing, metrics
+from imagegate.core import metrics
 from imagegate.core.channels import ChannelRouter
 from imagegate.core.errors import (
     ApiError,
@@ -23,18 +23,18 @@ from imagegate.core.errors import (
     Forbidden,
     ModelUnavailable,
     Timeout,
-    TooManyRequests,
     UpstreamFailed,
 )
 from imagegate.core.hosting import ImageHost
 from imagegate.core.idempotency import Idempotency, Replay
+from imagegate.core.intake import Intake
 from imagegate.core.money import to_micro
 from imagegate.core.notify import QueueNotifier
 from imagegate.core.params import Params, validate
 from imagegate.core.registry import ModelConfig, Registry
 from imagegate.core.ssrf import CallbackPolicy
 from imagegate.core.tasks import QUEUED, RUNNING, Claimed, TaskStore
-from imagegate.db.models import MICRO, Credential, Task
+from imagegate.db.models import MICRO, Credential
 from imagegate.providers.base import (
     ContentBlocked,
     DeadlineExceeded,
@@ -106,6 +106,7 @@ class GenerationService:
         self.default_concurrency = default_concurrency
         self.max_queued = max_queued
         self.idempotency = Idempotency(self.sessions)
+        self.intake = Intake(self.sessions)
         self.notifier = notifier
         self._running: set[asyncio.Task[Outcome]] = set()
 
@@ -141,26 +142,25 @@ class GenerationService:
                   credential_id=credential.id, model=model, params=params,
                   cost=self.cost_of(model, params))
         now = time.time()
-        task = Task(
-            id=job.task_id, trace_id=job.trace_id, credential_id=credential.id,
-            model=model.name, mode="async" if is_async else "sync",
-            request={k: v for k, v in body.items()}, credits=job.cost, created_at=now,
-            callback_url=params.callback_url, attempts=0 if is_async else 1,
-            status=QUEUED if is_async else RUNNING,
-            started_at=None if is_async else now,
-            lease_owner=None if is_async else self.node_id,
-            lease_until=None if is_async else now + self.tasks.lease,
-        )
-        if idempotency_key is not None:
-            task.idempotency_key = idempotency_key
-            task.request_hash = self.idempotency.hash(body)
+        row = {
+            "id": job.task_id, "trace_id": job.trace_id, "type": "images_generations",
+            "credential_id": credential.id, "model": model.name,
+            "mode": "async" if is_async else "sync", "request": body, "response": None,
+            "status": QUEUED if is_async else RUNNING, "error_code": None,
+            "error_message": None, "credits": job.cost, "usage": None, "upstream": None,
+            "attempts": 0 if is_async else 1,
+            "lease_owner": None if is_async else self.node_id,
+            "lease_until": None if is_async else now + self.tasks.lease,
+            "callback_url": params.callback_url, "callback": None, "callback_next_at": None,
+            "idempotency_key": idempotency_key,
+            "request_hash": self.idempotency.hash(body) if idempotency_key else None,
+            "created_at": now, "started_at": None if is_async else now, "finished_at": None,
+        }
+        # Sync requests count against in-flight generations; async ones wait in the queue
+        # (workers run at most that many per credential) up to max_queued.
+        limit = self.max_queued if is_async else self.concurrency_of(credential)
         try:
-            async with self.sessions.begin() as session:
-                session.add(task)
-                await session.flush()
-                await billing.reserve(session, credential.id, job.task_id, job.cost)
-                # counted after the reserve's row lock, so concurrent submits see each other
-                await self._check_capacity(session, credential, is_async)
+            await self.intake.admit(row, job.cost, limit)
         except Exception as e:
             if idempotency_key is not None and self.idempotency.is_conflict(e):
                 replay = await self.idempotency.find(credential.id, idempotency_key, body)
@@ -170,18 +170,6 @@ class GenerationService:
         if is_async:
             self.notifier.notify()
         return job
-
-    async def _check_capacity(self, session: Any, credential: Credential, is_async: bool
-                              ) -> None:
-        """Sync requests count against in-flight generations; async ones wait in the queue
-        (workers run at most that many per credential) up to ``max_queued``."""
-        if is_async:
-            limit, status, what = self.max_queued, QUEUED, "queued tasks"
-        else:
-            limit, status, what = self.concurrency_of(credential), RUNNING, "generations in flight"
-        if await self.tasks.count(session, credential.id, status) > limit:
-            raise TooManyRequests(f"too many {what} for this credential (limit {limit})",
-                                  headers={"Retry-After": "1"})
 
     async def run_sync(self, job: Job) -> Outcome:
         """Run inline; past the sync wait the client gets 504 while the task carries on."""
@@ -285,6 +273,7 @@ class GenerationService:
 
     async def drain(self) -> None:
         """Shutdown: hand back what is still running inline."""
+        await self.intake.aclose()
         for runner in list(self._running):
             runner.cancel()
         if self._running:

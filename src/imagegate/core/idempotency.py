@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from imagegate.core.errors import BadRequest, Conflict
+from imagegate.db.engine import Sessions
 from imagegate.db.models import Task
 
 WINDOW = 24 * 3600.0
@@ -28,7 +28,7 @@ class Replay:
 
 
 class Idempotency:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
     @staticmethod

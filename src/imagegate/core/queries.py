@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from imagegate.core.errors import BadRequest
 from imagegate.core.money import from_micro
+from imagegate.db.engine import Sessions
 from imagegate.db.models import Task
 
 TYPES = ("images_generations", "images_edits")
@@ -62,7 +62,7 @@ def _int(body: dict[str, Any], field: str, default: int, low: int, high: int) ->
 
 
 class TaskQueries:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
     async def get(self, credential_id: str, task_id: str | None = None,

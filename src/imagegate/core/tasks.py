@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from imagegate.core import billing, metrics
+from imagegate.db.engine import Sessions
 from imagegate.db.models import Task
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -32,7 +32,7 @@ class Claimed:
 
 
 class TaskStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, lease: float = 30.0,
+    def __init__(self, sessions: Sessions, *, lease: float = 30.0,
                  max_attempts: int = 3) -> None:
         self.sessions = sessions
         self.lease = lease
@@ -149,9 +149,3 @@ class TaskStore:
         metrics.queue_depth.set(queued)
         metrics.oldest_queued_age.set(time.time() - oldest if oldest else 0)
         metrics.running_tasks.set(found.get(RUNNING, (0, None))[0])
-
-    async def count(self, session: AsyncSession, credential_id: str, status: str) -> int:
-        return int((await session.execute(
-            select(func.count()).select_from(Task).where(
-                Task.credential_id == credential_id, Task.status == status)
-        )).scalar_one())

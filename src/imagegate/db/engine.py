@@ -9,7 +9,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 MIGRATION_LOCK = 0x1D6A7E  # advisory lock id so several nodes can start at once on PostgreSQL
 
@@ -23,10 +28,16 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20,
+                writer: bool = False) -> AsyncEngine:
+    """``writer``: SQLite only, one connection whose transactions take the write lock at
+    BEGIN, so writers queue in asyncio rather than sleep in SQLite's busy handler."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        options: dict[str, Any] = {"connect_args": {"timeout": 30}}
+        if writer:
+            options.update(pool_size=1, max_overflow=0, pool_timeout=3600)
+        engine = create_async_engine(url, **options)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -36,14 +47,50 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Asy
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            if writer:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+
+        if writer:
+            @event.listens_for(engine.sync_engine, "begin")
+            def _begin_immediate(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                pool_pre_ping=True)
 
 
-def sessionmaker_for(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+class Sessions:
+    """``sessions()`` for reads, ``sessions.begin()`` for a write transaction.
+
+    On PostgreSQL both share one pool. On SQLite, writes go through a dedicated single
+    connection: one writer at a time is all SQLite allows anyway, and waiting for it in
+    asyncio is far cheaper than contending in the busy handler."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+        self.write_engine = (make_engine(url, writer=True)
+                             if self.engine.dialect.name == "sqlite" else self.engine)
+        self._read = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __call__(self) -> AsyncSession:
+        return self._read()
+
+    def begin(self) -> Any:
+        return self._write.begin()
+
+    async def upgrade(self) -> None:
+        await upgrade(self.write_engine)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -1,0 +1,182 @@
+"""Admitting tasks in groups: one transaction for every submission that arrived meanwhile.
+
+A write transaction costs the same for one row as for fifty, so under load a single writer
+takes whatever is waiting and commits it together; each request still waits for the commit
+that holds its own task (durable before the answer). Credits are held per credential with
+one conditional UPDATE for the group, falling back to one per task when that would overdraw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from imagegate.core.errors import ApiError, TooManyRequests, UsedUp
+from imagegate.core.money import format_credits
+from imagegate.db.engine import Sessions
+from imagegate.db.models import Credential, LedgerEntry, Task
+
+log = structlog.get_logger("imagegate.intake")
+QUEUED, RUNNING = "queued", "running"
+MAX_GROUP = 256
+
+
+@dataclass(eq=False)
+class Admission:
+    row: dict[str, Any]  # the tasks row
+    cost: int
+    limit: int  # running tasks (sync) or queued tasks (async) allowed for the credential
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
+                                       .create_future())
+
+    @property
+    def credential_id(self) -> str:
+        return str(self.row["credential_id"])
+
+    @property
+    def counted_status(self) -> str:
+        return QUEUED if self.row["status"] == QUEUED else RUNNING
+
+
+class Intake:
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self._queue: asyncio.Queue[Admission] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def admit(self, row: dict[str, Any], cost: int, limit: int) -> None:
+        """Insert the task and hold its cost; raises UsedUp or TooManyRequests."""
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="imagegate-intake")
+        admission = Admission(row, cost, limit)
+        self._queue.put_nowait(admission)
+        await admission.done
+
+    async def _write_loop(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            if not await self._try(group) and len(group) > 1:
+                # one bad row (say a duplicate idempotency key) must not fail its neighbours
+                for one in group:
+                    await self._try([one])
+
+    async def _try(self, group: list[Admission]) -> bool:
+        try:
+            await self._commit(group)
+            return True
+        except Exception as e:  # noqa: BLE001 - every waiter must hear about it
+            if len(group) > 1 and isinstance(e, IntegrityError):
+                return False
+            log.warning("intake_failed", error=type(e).__name__, size=len(group))
+            for one in group:
+                if not one.done.done():
+                    one.done.set_exception(e)
+            return True
+
+    async def _commit(self, group: list[Admission]) -> None:
+        now = time.time()
+        refused: dict[Admission, ApiError] = {}
+        ledger: list[dict[str, Any]] = []
+        async with self.sessions.begin() as session:
+            by_credential: dict[str, list[Admission]] = defaultdict(list)
+            for one in group:
+                by_credential[one.credential_id].append(one)
+            ids = sorted(by_credential)
+            if session.bind.dialect.name == "postgresql":
+                # other nodes' admissions for these credentials wait here, so counts hold
+                await session.execute(select(Credential.id).where(Credential.id.in_(ids))
+                                      .order_by(Credential.id).with_for_update())
+            counts = await self._counts(session, ids)
+            for one in group:
+                key = (one.credential_id, one.counted_status)
+                if counts[key] + 1 > one.limit:
+                    what = ("queued tasks" if one.counted_status == QUEUED
+                            else "generations in flight")
+                    refused[one] = TooManyRequests(
+                        f"too many {what} for this credential (limit {one.limit})",
+                        headers={"Retry-After": "1"})
+                else:
+                    counts[key] += 1
+            for credential_id, items in by_credential.items():
+                await self._reserve(session, credential_id,
+                                    [o for o in items if o not in refused], refused, ledger, now)
+            admitted = [o for o in group if o not in refused]
+            if admitted:
+                await session.execute(insert(Task), [o.row for o in admitted])
+            if ledger:
+                await session.execute(insert(LedgerEntry), ledger)
+        for one in admitted:
+            one.done.set_result(None)
+        for one, error in refused.items():
+            one.done.set_exception(error)
+
+    async def _reserve(self, session: Any, credential_id: str, items: list[Admission],
+                       refused: dict[Admission, ApiError], ledger: list[dict[str, Any]],
+                       now: float) -> None:
+        total = sum(o.cost for o in items)
+        if total == 0:
+            return
+        after = await _take(session, credential_id, total)
+        if after is not None:
+            entries = []
+            for one in reversed(items):  # balance_after in submission order
+                if one.cost:
+                    entries.append(_entry(one, after, now))
+                    after += one.cost
+            ledger.extend(reversed(entries))
+            return
+        for one in items:  # not enough for all: admit in order while it lasts
+            if one.cost == 0:
+                continue
+            after = await _take(session, credential_id, one.cost)
+            if after is None:
+                balance = (await session.execute(select(Credential.balance).where(
+                    Credential.id == credential_id))).scalar_one_or_none() or 0
+                refused[one] = UsedUp(
+                    f"not enough credits: this request costs {format_credits(one.cost)}, "
+                    f"the balance is {format_credits(balance)}")
+            else:
+                ledger.append(_entry(one, after, now))
+
+    async def _counts(self, session: Any, credential_ids: list[str]
+                      ) -> defaultdict[tuple[str, str], int]:
+        rows = (await session.execute(
+            select(Task.credential_id, Task.status, func.count())
+            .where(Task.credential_id.in_(credential_ids),
+                   Task.status.in_((QUEUED, RUNNING)))
+            .group_by(Task.credential_id, Task.status))).all()
+        counts: defaultdict[tuple[str, str], int] = defaultdict(int)
+        for credential_id, status, count in rows:
+            counts[(credential_id, status)] = int(count)
+        return counts
+
+    async def aclose(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+
+async def _take(session: Any, credential_id: str, amount: int) -> int | None:
+    """Subtract ``amount`` if the balance covers it (never below zero); the new balance."""
+    stmt = update(Credential).where(Credential.id == credential_id,
+                                    Credential.balance >= amount)
+    row = (await session.execute(
+        stmt.values(balance=Credential.balance - amount).returning(Credential.balance)
+    )).first()
+    return None if row is None else int(row[0])
+
+
+def _entry(one: Admission, balance_after: int, now: float) -> dict[str, Any]:
+    return {"credential_id": one.credential_id, "task_id": one.row["id"], "kind": "reserve",
+            "amount": -one.cost, "balance_after": balance_after, "created_at": now}
