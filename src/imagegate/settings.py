@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(default=12, ge=1)
     default_concurrency: int = Field(default=10, ge=1)  # in-flight generations per credential
     max_queued: int = Field(default=1000, ge=1)  # queued async tasks per credential
+    credential_cache_seconds: float = Field(default=10.0, ge=0)  # 0 turns the cache off
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     log_level: str = "info"
     log_json: bool | None = None  # None: JSON when stderr is not a terminal

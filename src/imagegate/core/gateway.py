@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 import uuid
@@ -13,7 +14,9 @@ from sqlalchemy import select, text
 
 from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.channels import ChannelRouter, build_provider
-from imagegate.core.credentials import authenticate
+from imagegate.core.credcache import CredentialCache
+from imagegate.core.credentials import check_usable, hash_token, parse_bearer
+from imagegate.core.errors import InvalidToken
 from imagegate.core.generation import GenerationService
 from imagegate.core.hosting import ImageHost
 from imagegate.core.notify import QueueNotifier
@@ -45,6 +48,7 @@ class Gateway:
     tasks: TaskStore
     callbacks: CallbackDispatcher
     node_id: str
+    credentials: CredentialCache
     unavailable: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
@@ -85,13 +89,27 @@ class Gateway:
             base_delay=settings.callback_base_delay, max_delay=settings.callback_max_delay,
             max_attempts=settings.callback_max_attempts,
         )
-        return cls(settings=settings, registry=registry, sessions=sessions,
+        credentials = CredentialCache(settings.credential_cache_seconds, settings.redis_url)
+        await credentials.start()
+        return cls(settings=settings, registry=registry, sessions=sessions, credentials=credentials,
                    store=store, providers=providers, generation=generation, tasks=tasks,
                    callbacks=callbacks, node_id=node, unavailable=unavailable)
 
     async def authenticate(self, header: str | None, scope: str) -> Credential:
-        async with self.sessions() as session:
-            return await authenticate(session, header, scope)
+        token = parse_bearer(header)
+        digest = hash_token(token)
+
+        async def load() -> Credential | None:
+            async with self.sessions() as session:
+                return (await session.execute(
+                    select(Credential).where(Credential.token_hash == digest)
+                )).scalar_one_or_none()
+
+        cred = await self.credentials.get(digest, load)
+        if cred is None or not hmac.compare_digest(cred.token_hash, digest):
+            raise InvalidToken("invalid token")
+        check_usable(cred, scope)
+        return cred
 
     async def ready(self) -> dict[str, str]:
         """What readiness checks found; raises nothing, an entry not 'ok' means not ready."""
@@ -116,6 +134,7 @@ class Gateway:
     async def close(self) -> None:
         await self.generation.drain()
         await self.generation.notifier.aclose()
+        await self.credentials.aclose()
         await self.callbacks.aclose()
         for provider in self.providers.values():
             await provider.aclose()
