@@ -1,0 +1,108 @@
+"""Three gateway processes on one PostgreSQL, Redis and S3: the scale-out configuration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from tests.support import db, pg
+from tests.support.receiver import CallbackReceiver
+from tests.support.server import GatewayServer, cli, free_port
+
+GEN = "/openai/images/generations"
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+           "AWS_ALLOW_HTTP": "true"}
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing"
+                 ).create_bucket(Bucket="cluster")
+    yield env
+    server.stop()
+
+
+def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    with pg.fresh_database() as url, CallbackReceiver() as receiver:
+        env = {**s3_env, "IMAGEGATE_DATABASE_URL": url,
+               "IMAGEGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
+               "IMAGEGATE_STORAGE_URL": f"s3://cluster/{prefix}",
+               "IMAGEGATE_CALLBACK_ALLOW": '["127.0.0.0/8"]',
+               "IMAGEGATE_CALLBACK_BASE_DELAY": "0.2", "IMAGEGATE_LEASE_SECONDS": "2",
+               "IMAGEGATE_POLL_INTERVAL": "0.5", "IMAGEGATE_SANDBOX_LATENCY": "0.3",
+               "IMAGEGATE_DEFAULT_CONCURRENCY": "100", "IMAGEGATE_WORKERS": "8",
+               "IMAGEGATE_RATE_LIMIT_PREFIX": f"test-{prefix}"}
+        nodes = [GatewayServer(tmp_path / f"n{i}", "--sandbox", env=env).start()
+                 for i in range(3)]
+        try:
+            out = cli("tokens", "create", "--credits", "1000", "--name", "cluster",
+                      env={"IMAGEGATE_DATABASE_URL": url})
+            token = out.stdout.strip().splitlines()[-1]
+
+            def submit(i: int) -> str:
+                node = nodes[i % 3]
+                r = httpx.post(node.url + GEN, json={
+                    "model": "nano-banana", "prompt": f"cluster {i}",
+                    "callback_url": receiver.url}, headers={"authorization": f"Bearer {token}"},
+                    timeout=30)
+                assert r.status_code == 200, r.text
+                return str(r.json()["task_id"])
+
+            with ThreadPoolExecutor(16) as pool:
+                ids = list(pool.map(submit, range(300)))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                running = db.query_url(url, "SELECT lease_owner FROM tasks WHERE status = "
+                                            "'running'")
+                if len({owner for (owner,) in running}) >= 3:
+                    break
+                time.sleep(0.05)
+            nodes[1].kill()  # kill -9 midway, with tasks of its own running
+
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                done = db.query_url(url, "SELECT count(*) FROM tasks WHERE status = "
+                                         "'succeeded'")[0][0]
+                if done == 300 and len(receiver.delivered()) >= 300:
+                    break
+                time.sleep(0.2)
+            time.sleep(1)  # room for a duplicate delivery to show itself
+        finally:
+            for node in nodes:
+                node.stop()
+
+        statuses = Counter(s for (s,) in db.query_url(url, "SELECT status FROM tasks"))
+        assert statuses == {"succeeded": 300}
+        delivered = Counter(r.json["task_id"] for r in receiver.delivered())
+        assert set(delivered) == set(ids) and set(delivered.values()) == {1}
+        ledger = db.query_url(url, "SELECT task_id, kind FROM ledger WHERE task_id IS NOT NULL")
+        per_task: dict[str, list[str]] = {}
+        for task_id, kind in ledger:
+            per_task.setdefault(task_id, []).append(kind)
+        assert {t: sorted(k) for t, k in per_task.items()} == {
+            i: ["reserve", "settle"] for i in ids}
+        (balance,), = db.query_url(url, "SELECT balance FROM credentials WHERE name = 'cluster'")
+        assert balance == 1000_000_000 - 300 * 140_000
+        rerun = db.query_url(url, "SELECT count(*) FROM tasks WHERE attempts > 1")[0][0]
+        assert rerun >= 1  # the killed node's tasks were finished by the others
+        # images went to the shared bucket and are served by any live node
+        sample = db.query_url(url, "SELECT response FROM tasks LIMIT 1")[0][0]
+        image_url = (sample if isinstance(sample, dict) else __import__("json").loads(sample)
+                     )["data"][0]["url"]
+        assert "/files/nano-banana/" in image_url
