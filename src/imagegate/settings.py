@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(default=12, ge=1)
     default_concurrency: int = Field(default=10, ge=1)  # in-flight generations per credential
     max_queued: int = Field(default=1000, ge=1)  # queued async tasks per credential
+    retry_backoff_base: float = Field(default=0.5, gt=0)  # upstream retries: base of doubling
+    retry_backoff_cap: float = Field(default=30.0, gt=0)
+    breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that cool a channel
+    breaker_cooldown: float = Field(default=30.0, gt=0)  # seconds a cooled channel is skipped
     credential_cache_seconds: float = Field(default=10.0, ge=0)  # 0 turns the cache off
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     log_level: str = "info"

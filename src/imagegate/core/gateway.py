@@ -71,7 +71,10 @@ class Gateway:
             name: missing for name, model in registry.models.items()
             if (missing := registry.missing_credentials(model, env))
         }
-        router = ChannelRouter(registry, providers)
+        router = ChannelRouter(
+            registry, providers, backoff_base=settings.retry_backoff_base,
+            backoff_cap=settings.retry_backoff_cap, failure_threshold=settings.breaker_threshold,
+            cooldown=settings.breaker_cooldown)
         host = ImageHost(store, settings.resolved_files_base_url())
         tasks = TaskStore(sessions, lease=settings.lease_seconds,
                           max_attempts=settings.max_attempts)

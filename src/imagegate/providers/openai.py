@@ -1,0 +1,97 @@
+"""OpenAI Images API (and anything that speaks it: Azure-style proxies, another imagegate)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from imagegate.providers import http
+from imagegate.providers.base import (
+    GeneratedImage,
+    ImageRequest,
+    ImageResult,
+    UpstreamAuthError,
+    UpstreamUnavailable,
+)
+
+if TYPE_CHECKING:  # providers take the config object, but never import the core
+    from imagegate.core.registry import UpstreamConfig
+
+# what each family forwards when the channel has no `send` list
+DEFAULT_SEND = {
+    "dalle": ("prompt", "n", "size", "quality", "style", "user"),
+    "gpt-image": ("prompt", "n", "size", "quality", "background", "output_format",
+                  "output_compression", "moderation", "user"),
+    "nano-banana": ("prompt", "n", "size", "user"),
+}
+
+
+class OpenAIProvider:
+    def __init__(self, name: str, config: UpstreamConfig,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.base_url = (config.base_url or "https://api.openai.com").rstrip("/")
+        self.api_key = config.api_key(environ)
+        self.key_env = config.api_key_env or "OPENAI_API_KEY"
+        headers = {"user-agent": "imagegate"}
+        if config.organization_env:
+            org = (environ if environ is not None else os.environ).get(config.organization_env)
+            if org:
+                headers["openai-organization"] = org
+        self.client = http.make_client(config.timeout, config.max_connections, headers)
+        self.max_download = int(config.options.get("max_download_bytes", http.MAX_DOWNLOAD))
+
+    def body(self, request: ImageRequest) -> dict[str, Any]:
+        """Only what the channel sends, translated by its value maps."""
+        send = request.options.get("send") or DEFAULT_SEND[request.family]
+        value_map: Mapping[str, Mapping[str, str]] = request.options.get("map") or {}
+        body: dict[str, Any] = {"model": request.upstream_model}
+        for field in send:
+            value = getattr(request, field, None)
+            if value is None:
+                continue
+            if isinstance(value, str) and field in value_map:
+                value = value_map[field].get(value, value)
+            body[field] = value
+        return body
+
+    async def generate(self, request: ImageRequest) -> ImageResult:
+        if not self.api_key:
+            raise UpstreamAuthError(f"upstream {self.name} has no API key: set {self.key_env}")
+        try:
+            response = await self.client.post(
+                f"{self.base_url}/v1/images/generations", json=self.body(request),
+                headers={"authorization": f"Bearer {self.api_key}"})
+        except httpx.HTTPError as e:
+            raise http.transport_error(self.name, e) from None
+        if response.status_code != 200:
+            raise http.classify(self.name, response, auth_hint=f"; check {self.key_env}")
+        payload = http.json_body(response)
+        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or not items:
+            raise UpstreamUnavailable(f"upstream {self.name} sent no images")
+        images = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise UpstreamUnavailable(f"upstream {self.name} sent a malformed data item")
+            if item.get("b64_json"):
+                data = http.decode_b64(self.name, item["b64_json"])
+            elif isinstance(item.get("url"), str):
+                data = await http.download(self.client, self.name, item["url"],
+                                           max_bytes=self.max_download)
+            else:
+                raise UpstreamUnavailable(f"upstream {self.name} sent an item with no image")
+            mime = await http.checked_image(self.name, data)
+            revised = item.get("revised_prompt")
+            images.append(GeneratedImage(data, mime, revised if isinstance(revised, str)
+                                         else None))
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
+        return ImageResult(images=images, usage=usage,
+                           upstream=f"{self.name}/{request.upstream_model}")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,118 @@
+"""A gateway wired to the fake OpenAI and Gemini upstreams, through a registry YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imagegate.testing import FakeGemini, FakeOpenAI
+
+OPENAI_KEY = "sk-test-0123456789abcdefSECRET"
+GEMINI_KEY = "gm-test-0123456789abcdefSECRET"
+
+
+def registry_yaml(openai: FakeOpenAI, gemini: FakeGemini, *, backup: FakeOpenAI | None = None,
+                  timeout: float = 600, upstream_timeout: float = 10, max_retries: int = 2
+                  ) -> str:
+    """The packaged routes, pointed at the fakes; `backup` adds a second gpt-image-2 channel."""
+    backup_upstream = backup_channel = ""
+    if backup is not None:
+        backup_upstream = f"""
+  openai-backup:
+    type: openai
+    base_url: {backup.base_url}
+    api_key_env: BACKUP_OPENAI_KEY
+    timeout: {upstream_timeout}"""
+        backup_channel = f"""
+      - upstream: openai-backup
+        model: gpt-image-2
+        priority: 1
+        max_retries: {max_retries}"""
+    return f"""
+upstreams:
+  openai:
+    type: openai
+    base_url: {openai.base_url}
+    api_key_env: TEST_OPENAI_KEY
+    timeout: {upstream_timeout}{backup_upstream}
+  gemini:
+    type: gemini
+    base_url: {gemini.base_url}
+    api_key_env: TEST_GEMINI_KEY
+    timeout: {upstream_timeout}
+models:
+  dall-e-3:
+    family: dalle
+    price: 0.04
+    timeout: {timeout}
+    channels:
+      - upstream: openai
+        model: gpt-image-2
+        send: [prompt, n, size, quality, user]
+        map: {{quality: {{standard: medium, hd: high}}}}
+        max_retries: {max_retries}
+  gpt-image-1:
+    family: gpt-image
+    price: 0.042
+    sizes: [1024x1024, 1536x1024, 1024x1536]
+    timeout: {timeout}
+    channels:
+      - upstream: openai
+        model: gpt-image-2
+        max_retries: {max_retries}
+  gpt-image-2:
+    family: gpt-image
+    price: 0.053
+    sizes: flexible
+    timeout: {timeout}
+    channels:
+      - upstream: openai
+        model: gpt-image-2
+        max_retries: {max_retries}{backup_channel}
+  dall-e-classic:
+    family: dalle
+    price: 0.04
+    timeout: {timeout}
+    channels:
+      - upstream: openai
+        model: dall-e-3
+        send: [prompt, n, size, quality, style]
+        max_retries: {max_retries}
+  nano-banana:
+    family: nano-banana
+    price: 0.14
+    timeout: {timeout}
+    channels:
+      - upstream: gemini
+        model: gemini-2.5-flash-image
+        max_retries: {max_retries}
+  nano-banana-2:
+    family: nano-banana
+    price: 0.28
+    extra_ratios: ["1:4", "4:1", "1:8", "8:1"]
+    timeout: {timeout}
+    channels:
+      - upstream: gemini
+        model: gemini-3.1-flash-image-preview
+        image_size: true
+        max_retries: {max_retries}
+  nano-banana-pro:
+    family: nano-banana
+    price: 0.35
+    timeout: {timeout}
+    channels:
+      - upstream: gemini
+        model: gemini-3-pro-image-preview
+        image_size: true
+        max_retries: {max_retries}
+"""
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+FAST_RETRIES = {"IMAGEGATE_RETRY_BACKOFF_BASE": "0.05", "IMAGEGATE_BREAKER_THRESHOLD": "3",
+                "IMAGEGATE_BREAKER_COOLDOWN": "1.5", "TEST_OPENAI_KEY": OPENAI_KEY,
+                "TEST_GEMINI_KEY": GEMINI_KEY, "BACKUP_OPENAI_KEY": OPENAI_KEY}

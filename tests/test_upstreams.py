@@ -1,0 +1,310 @@
+"""Every seed model through the real providers to the fake upstreams, and every fault."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from imagegate.testing import FakeGemini, FakeOpenAI, Fault
+from tests.support import db
+from tests.support.server import GatewayServer
+from tests.support.upstreams import (
+    FAST_RETRIES,
+    GEMINI_KEY,
+    OPENAI_KEY,
+    registry_yaml,
+    write_config,
+)
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+GEN = "/openai/images/generations"
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
+    with FakeOpenAI(api_key=OPENAI_KEY, url_ttl=2) as openai, \
+            FakeGemini(api_key=GEMINI_KEY) as gemini, \
+            FakeOpenAI(api_key=OPENAI_KEY) as backup:
+        yield openai, gemini, backup
+
+
+@pytest.fixture(scope="module")
+def gw(backend: str, fakes: tuple[FakeOpenAI, FakeGemini, FakeOpenAI],
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    from tests.support import backend as backends
+
+    backends.current = backend
+    openai, gemini, backup = fakes
+    data = tmp_path_factory.mktemp(f"upstreams-{backend}")
+    config = write_config(data / "models.yaml", registry_yaml(
+        openai, gemini, backup=backup, upstream_timeout=1.5, max_retries=2))
+    server = GatewayServer(data / "d", "--config", str(config), env=FAST_RETRIES).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def fake(fakes: tuple[FakeOpenAI, FakeGemini, FakeOpenAI]
+         ) -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
+    for f in fakes:
+        f.reset()
+    yield fakes
+    for f in fakes:
+        f.reset()
+
+
+@pytest.fixture(scope="module")
+def token(gw: GatewayServer) -> str:
+    return gw.token(credits=10000)
+
+
+def post(gw: GatewayServer, token: str, payload: dict[str, object]) -> httpx.Response:
+    return httpx.post(gw.url + GEN, json=payload, headers={"authorization": f"Bearer {token}"},
+                      timeout=60)
+
+
+def image_of(r: httpx.Response, i: int = 0) -> Image.Image:
+    assert r.status_code == 200, r.text
+    item = r.json()["data"][i]
+    data = (base64.b64decode(item["b64_json"]) if "b64_json" in item
+            else httpx.get(item["url"]).content)
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def leaks(r: httpx.Response, *fakes: FakeOpenAI | FakeGemini) -> None:
+    """The client never sees an upstream key or address."""
+    for secret in (OPENAI_KEY, GEMINI_KEY, OPENAI_KEY[:12], GEMINI_KEY[:12]):
+        assert secret not in r.text
+    for f in fakes:
+        assert f.base_url not in r.text
+
+
+# --- each seed model, with the exact upstream request -------------------------------------
+
+def test_dalle_3_is_served_by_gpt_image_2(gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    r = post(gw, token, {"model": "dall-e-3", "prompt": "A cute baby sea otter",
+                         "quality": "hd", "style": "natural", "size": "1792x1024"})
+    assert image_of(r).size == (1792, 1024)
+    (sent,) = openai.requests
+    assert sent.json == {"model": "gpt-image-2", "prompt": "A cute baby sea otter", "n": 1,
+                         "size": "1792x1024", "quality": "high"}
+    assert sent.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert r.json()["data"][0]["revised_prompt"] == "A cute baby sea otter"
+    standard = post(gw, token, {"model": "dall-e-3", "prompt": "x"})
+    assert standard.status_code == 200 and openai.requests[1].json["quality"] == "medium"
+    leaks(r, openai)
+
+
+def test_gpt_image_1_and_2(gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    r = post(gw, token, {"model": "gpt-image-1", "prompt": "poster", "size": "1024x1536",
+                         "quality": "low", "n": 2})
+    assert [image_of(r, i).size for i in range(2)] == [(1024, 1536)] * 2
+    assert openai.requests[0].json == {
+        "model": "gpt-image-2", "prompt": "poster", "n": 2, "size": "1024x1536",
+        "quality": "low", "background": "auto", "output_format": "png", "moderation": "auto"}
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "logo", "size": "2048x1152",
+                         "background": "transparent", "output_format": "webp",
+                         "output_compression": 80, "response_format": "b64_json",
+                         "style": "vivid", "user": "u-1"})
+    image = image_of(r)
+    assert (image.format, image.size, image.mode) == ("WEBP", (2048, 1152), "RGBA")
+    sent = openai.requests[1].json
+    assert sent["background"] == "transparent" and sent["output_compression"] == 80
+    assert sent["user"] == "u-1"
+    assert "style" not in sent and "response_format" not in sent
+    rows = db.query(gw.data_dir, "SELECT usage FROM tasks WHERE id = ?", r.json()["task_id"])
+    usage = rows[0][0] if isinstance(rows[0][0], dict) else __import__("json").loads(rows[0][0])
+    assert usage["total_tokens"] > 0  # upstream usage is recorded on the task
+
+
+@pytest.mark.parametrize(("model", "size", "ratio", "image_size", "upstream"), [
+    ("nano-banana", "1024x1024", "1:1", None, "gemini-2.5-flash-image"),
+    ("nano-banana", "1536x1024", "3:2", None, "gemini-2.5-flash-image"),
+    ("nano-banana-2", "1792x1024", "16:9", "2K", "gemini-3.1-flash-image-preview"),
+    ("nano-banana-pro", "1024x1024", "1:1", "1K", "gemini-3-pro-image-preview"),
+])
+def test_nano_banana_family(gw: GatewayServer, token: str, fake, model: str, size: str,
+                            ratio: str, image_size: str | None, upstream: str) -> None:
+    gemini = fake[1]
+    r = post(gw, token, {"model": model, "prompt": "an apple", "size": size,
+                         "quality": "hd", "style": "vivid"})
+    assert r.status_code == 200, r.text
+    (sent,) = gemini.requests
+    assert sent.path == f"/v1beta/models/{upstream}:generateContent"
+    assert sent.headers["x-goog-api-key"] == GEMINI_KEY
+    config = {"aspectRatio": ratio, **({"imageSize": image_size} if image_size else {})}
+    assert sent.json == {"contents": [{"role": "user", "parts": [{"text": "an apple"}]}],
+                         "generationConfig": {"responseModalities": ["IMAGE"],
+                                              "imageConfig": config}}
+    w, h = image_of(r).size
+    a, b = map(int, ratio.split(":"))
+    assert abs(w / h - a / b) < 0.02
+    assert r.json()["data"][0]["revised_prompt"] == "an apple"
+
+
+def test_nano_banana_n_4_and_format_conversion(gw: GatewayServer, token: str, fake) -> None:
+    gemini = fake[1]
+    r = post(gw, token, {"model": "nano-banana", "prompt": "four", "n": 4,
+                         "output_format": "jpeg", "response_format": "b64_json"})
+    assert len(gemini.requests) == 4
+    assert [image_of(r, i).format for i in range(4)] == ["JPEG"] * 4
+
+
+def test_url_style_results_are_downloaded_and_rehosted(gw: GatewayServer, token: str,
+                                                       fake) -> None:
+    openai = fake[0]
+    r = post(gw, token, {"model": "dall-e-classic", "prompt": "otter", "style": "vivid"})
+    assert r.status_code == 200, r.text
+    assert openai.requests[0].json["style"] == "vivid"
+    assert [q.path.split("/")[1] for q in openai.requests] == ["v1", "files"]
+    url = r.json()["data"][0]["url"]
+    assert url.startswith(gw.url + "/files/dalle/")
+    assert r.json()["data"][0]["revised_prompt"] != "otter"  # dall-e's own rewrite
+    time.sleep(2.2)  # the upstream link has expired; ours is permanent
+    assert httpx.get(url).status_code == 200
+
+
+# --- faults --------------------------------------------------------------------------------
+
+def test_429_with_retry_after_is_retried(gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    openai.script(Fault(status=429, retry_after=1))
+    started = time.monotonic()
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    assert r.status_code == 200, r.text
+    assert len(openai.requests) == 2
+    assert openai.requests[1].time - openai.requests[0].time >= 0.9  # honoured Retry-After
+    assert time.monotonic() - started >= 0.9
+
+
+@pytest.mark.parametrize("fault", [
+    Fault(status=500), Fault(status=503), Fault(reset=True), Fault(malformed_json=True),
+    Fault(truncated_b64=True), Fault(html=True, status=502), Fault(hang=True),
+], ids=["500", "503", "reset", "malformed-json", "truncated-b64", "html", "hang"])
+def test_transient_faults_are_retried(gw: GatewayServer, token: str, fake,
+                                      fault: Fault) -> None:
+    openai = fake[0]
+    openai.script(fault)
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    assert r.status_code == 200, r.text
+    assert len(openai.requests) == 2
+    leaks(r, openai)
+
+
+def test_exhausted_retries_fail_over_then_fail(gw: GatewayServer, token: str, fake) -> None:
+    openai, _, backup = fake
+    openai.always(Fault(status=500))
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "failover", "size": "1024x1024"})
+    assert r.status_code == 200, r.text  # the backup channel served it
+    assert len(openai.requests) == 3 and len(backup.requests) == 1
+    backup.always(Fault(status=503))
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "api_error"
+    assert "503" in r.json()["error"]["message"]
+    leaks(r, openai, backup)
+    time.sleep(1.6)  # leave the channels' cooldown behind for the next tests
+
+
+def test_cooled_down_channel_recovers(gw: GatewayServer, token: str, fake) -> None:
+    openai, _, backup = fake
+    time.sleep(1.6)  # let any cooldown from earlier tests pass
+    openai.always(Fault(status=500))
+    a = post(gw, token, {"model": "gpt-image-2", "prompt": "a", "size": "1024x1024"})
+    assert a.status_code == 200, a.text
+    assert len(openai.requests) == 3  # three failures: the channel is now cooling down
+    assert len(backup.requests) == 1
+    b = post(gw, token, {"model": "gpt-image-2", "prompt": "b", "size": "1024x1024"})
+    assert b.status_code == 200, b.text
+    assert len(openai.requests) == 3  # skipped while cooling
+    assert len(backup.requests) == 2
+    openai.always(None)
+    time.sleep(1.6)
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "c", "size": "1024x1024"})
+    assert r.status_code == 200
+    assert len(openai.requests) == 4 and len(backup.requests) == 2  # back on the primary
+
+
+@pytest.mark.parametrize(("fault", "model"), [
+    (Fault(status=400, code="moderation_blocked"), "gpt-image-2"),
+    (Fault(safety="IMAGE_SAFETY"), "nano-banana"),
+    (Fault(block_reason="PROHIBITED_CONTENT"), "nano-banana"),
+])
+def test_moderation_is_403_and_not_retried(gw: GatewayServer, token: str, fake,
+                                           fault: Fault, model: str) -> None:
+    target = fake[1] if model == "nano-banana" else fake[0]
+    target.script(fault)
+    before = db.query(gw.data_dir, "SELECT balance FROM credentials WHERE name = 'test'")
+    r = post(gw, token, {"model": model, "prompt": "something bad", "size": "1024x1024"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    reason = fault.safety or fault.block_reason or "safety"
+    assert reason.lower() in r.json()["error"]["message"].lower()
+    assert len(target.requests) == 1
+    after = db.query(gw.data_dir, "SELECT balance FROM credentials WHERE name = 'test'")
+    assert after == before  # refunded in full
+
+
+def test_upstream_rejects_parameters_is_400(gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    openai.script(Fault(status=400, code="invalid_value", message="Invalid size"))
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "x", "size": "1024x1024"})
+    assert r.status_code == 400 and "Invalid size" in r.json()["error"]["message"]
+    assert len(openai.requests) == 1
+
+
+def test_big_and_truncated_images(gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    openai.script(Fault(image_bytes=20 * 1024 * 1024))
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "big", "size": "1024x1024"})
+    assert r.status_code == 200, r.text
+    assert len(httpx.get(r.json()["data"][0]["url"]).content) > 19 * 1024 * 1024
+    openai.always(Fault(truncated_b64=True))
+    r = post(gw, token, {"model": "gpt-image-1", "prompt": "cut", "size": "1024x1024"})
+    assert r.status_code == 500 and "truncated" in r.json()["error"]["message"]
+    assert len(openai.requests) == 1 + 3  # retried, then no other channel to try
+
+
+def test_bad_upstream_key_names_the_channel_not_the_key(tmp_path: Path, fake) -> None:
+    openai, gemini, _ = fake
+    config = write_config(tmp_path / "m.yaml", registry_yaml(openai, gemini))
+    env = {**FAST_RETRIES, "TEST_OPENAI_KEY": "sk-wrong-key-9876543210"}
+    with GatewayServer(tmp_path / "d", "--config", str(config), env=env) as server:
+        token = server.token(credits=5)
+        r = post(server, token, {"model": "gpt-image-2", "prompt": "x"})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "api_error"
+        assert "openai" in r.json()["error"]["message"]
+        assert "sk-wrong" not in r.text and "TEST_OPENAI_KEY" in r.text
+        time.sleep(0.2)
+        assert "sk-wrong-key" not in server.log()
+        assert OPENAI_KEY not in server.log()
+
+
+def test_total_time_over_the_model_timeout_is_504(tmp_path: Path, fake) -> None:
+    openai, gemini, _ = fake
+    config = write_config(tmp_path / "m.yaml", registry_yaml(openai, gemini, timeout=1.0,
+                                                              upstream_timeout=5))
+    openai.always(Fault(delay=3))
+    with GatewayServer(tmp_path / "d", "--config", str(config), env=FAST_RETRIES) as server:
+        token = server.token(credits=5)
+        r = post(server, token, {"model": "gpt-image-2", "prompt": "slow"})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        assert db.query(server.data_dir, "SELECT balance FROM credentials WHERE name='test'"
+                        ) == [(5_000_000,)]
+
+
+def test_connections_are_pooled(gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    for _ in range(5):
+        assert post(gw, token, {"model": "gpt-image-2", "prompt": "p",
+                                "size": "1024x1024"}).status_code == 200
+    assert len({q.connection for q in openai.requests}) == 1
