@@ -88,9 +88,10 @@ def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]
                 node.stop()
 
         statuses = Counter(s for (s,) in db.query_url(url, "SELECT status FROM tasks"))
-        assert statuses == {"succeeded": 300}
+        assert statuses == {"succeeded": 300}, statuses
         delivered = Counter(r.json["task_id"] for r in receiver.delivered())
-        assert set(delivered) == set(ids) and set(delivered.values()) == {1}
+        assert set(delivered) == set(ids), (len(delivered), len(receiver.received))
+        assert set(delivered.values()) == {1}, [t for t, n in delivered.items() if n > 1]
         ledger = db.query_url(url, "SELECT task_id, kind FROM ledger WHERE task_id IS NOT NULL")
         per_task: dict[str, list[str]] = {}
         for task_id, kind in ledger:
