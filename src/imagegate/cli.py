@@ -8,15 +8,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from imagegate import logging as logs
+from imagegate.cli_tokens import tokens
 from imagegate.core.registry import ConfigError
 from imagegate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="imagegate: an OpenAI-compatible image generation gateway.")
-tokens = typer.Typer(no_args_is_help=True, help="Manage credentials (API tokens).")
 app.add_typer(tokens, name="tokens")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
@@ -159,77 +158,6 @@ def worker(
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
-
-
-@tokens.command("create")
-def tokens_create(
-    name: Annotated[str, typer.Option(help="A name to recognise the credential")] = "default",
-    credits: Annotated[float, typer.Option(help="Starting credits")] = 0.0,
-    application: Annotated[str, typer.Option(help="The application it belongs to")] = "default",
-    data_dir: DataDir = None,
-    database_url: DatabaseUrl = None,
-) -> None:
-    """Create a credential; the token is printed alone on the last line (shown once)."""
-    from imagegate.core import credentials
-    from imagegate.core.money import to_micro
-
-    settings = _settings(data_dir=data_dir, database_url=database_url)
-
-    async def run() -> credentials.IssuedCredential:
-        async with _session(settings) as session:
-            issued = await credentials.create_credential(
-                session, name=name, application=application, credits_micro=to_micro(credits))
-            await session.commit()
-            return issued
-
-    issued = asyncio.run(run())
-    print(f"credential {issued.credential.id} ({name}), credits {credits:g}")
-    print(f"webhook secret: {issued.credential.webhook_secret}")
-    print(issued.token)
-
-
-@tokens.command("list")
-def tokens_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
-    """List credentials (never their tokens)."""
-    import datetime as dt
-
-    from sqlalchemy import select
-
-    from imagegate.core.money import format_credits
-    from imagegate.db.models import Credential
-
-    settings = _settings(data_dir=data_dir, database_url=database_url)
-
-    async def run() -> list[Credential]:
-        async with _session(settings) as session:
-            rows = await session.execute(select(Credential).order_by(Credential.created_at))
-            return list(rows.scalars())
-
-    table = Table("id", "name", "prefix", "created", "credits", "disabled")
-    for c in asyncio.run(run()):
-        created = dt.datetime.fromtimestamp(c.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
-        table.add_row(c.id, c.name, c.token_prefix + "…", created, format_credits(c.balance),
-                      "yes" if c.disabled else "no")
-    Console().print(table)
-
-
-def _session(settings: Settings) -> Any:
-    from contextlib import asynccontextmanager
-
-    from imagegate.db import engine as db
-
-    @asynccontextmanager
-    async def opened() -> Any:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sessions = db.Sessions(settings.resolved_database_url())
-        try:
-            await sessions.upgrade()
-            async with sessions() as session:
-                yield session
-        finally:
-            await sessions.dispose()
-
-    return opened()
 
 
 @app.command("fake-upstream")

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     retry_backoff_cap: float = Field(default=30.0, gt=0)
     breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that cool a channel
     breaker_cooldown: float = Field(default=30.0, gt=0)  # seconds a cooled channel is skipped
+    admin_key: str | None = None  # enables /admin/ when set
+    self_service: bool = False  # POST /api/credentials issues tokens with free_credits
+    self_service_limit: str = "5/hour"  # per client address
+    default_rps: int = Field(default=60, ge=1)  # requests per second per credential
+    default_poll_rps: int = Field(default=60, ge=1)  # task queries per second per credential
+    rate_limit_prefix: str = "imagegate"  # Redis key prefix for the shared counters
     credential_cache_seconds: float = Field(default=10.0, ge=0)  # 0 turns the cache off
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     log_level: str = "info"

@@ -39,7 +39,9 @@ class GatewayServer:
                  port: int | None = None) -> None:
         self.data_dir = data_dir
         self.args = list(args)
-        self.env = {"IMAGEGATE_LOG_JSON": "true", **(env or {})}
+        # generous request rates unless a test is about them
+        self.env = {"IMAGEGATE_LOG_JSON": "true", "IMAGEGATE_DEFAULT_RPS": "100000",
+                    "IMAGEGATE_DEFAULT_POLL_RPS": "100000", **(env or {})}
         self.database_url = backend.database_url_for(data_dir)
         if self.database_url and "--database-url" not in self.args:
             self.env["IMAGEGATE_DATABASE_URL"] = self.database_url

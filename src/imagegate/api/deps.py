@@ -15,5 +15,16 @@ def gateway(request: Request) -> Gateway:
 
 
 async def credential(request: Request) -> Credential:
-    return await gateway(request).authenticate(request.headers.get("authorization"),
-                                               IMAGES_SCOPE)
+    """The caller's credential, counted against its requests-per-second limit."""
+    gw = gateway(request)
+    cred = await gw.authenticate(request.headers.get("authorization"), IMAGES_SCOPE)
+    await gw.limiter.hit("credential", cred.id, gw.limits(cred).rps)
+    return cred
+
+
+async def polling_credential(request: Request) -> Credential:
+    """Task queries have their own (free) allowance, apart from generation requests."""
+    gw = gateway(request)
+    cred = await gw.authenticate(request.headers.get("authorization"), IMAGES_SCOPE)
+    await gw.limiter.hit("polling", cred.id, gw.limits(cred).poll_rps)
+    return cred

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
-from imagegate.api.deps import credential, gateway
+from imagegate.api.deps import gateway, polling_credential
 from imagegate.core.errors import BadRequest
 from imagegate.core.queries import TaskQueries
 from imagegate.db.models import Credential
@@ -26,7 +26,7 @@ def _queries(request: Request) -> TaskQueries:
 
 
 @router.post("/openai/tasks")
-async def tasks(request: Request, cred: Credential = Depends(credential)) -> Response:
+async def tasks(request: Request, cred: Credential = Depends(polling_credential)) -> Response:
     body = await read_json_object(request, gateway(request).settings.max_body_bytes)
     action = body.get("action", "retrieve")
     if action == "retrieve":
@@ -40,6 +40,6 @@ async def tasks(request: Request, cred: Credential = Depends(credential)) -> Res
 
 
 @router.get("/v1/tasks/{task_id}")
-async def task(task_id: str, request: Request, cred: Credential = Depends(credential)
+async def task(task_id: str, request: Request, cred: Credential = Depends(polling_credential)
                ) -> Response:
     return _json(await _queries(request).get(cred.id, task_id=task_id))

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.channels import ChannelRouter, build_provider
@@ -20,6 +22,7 @@ from imagegate.core.errors import InvalidToken
 from imagegate.core.generation import GenerationService
 from imagegate.core.hosting import ImageHost
 from imagegate.core.notify import QueueNotifier
+from imagegate.core.ratelimit import Limits, RateLimiter, limits_for
 from imagegate.core.registry import Registry, load_registry
 from imagegate.core.ssrf import CallbackPolicy
 from imagegate.core.tasks import TaskStore
@@ -30,6 +33,7 @@ from imagegate.settings import Settings
 from imagegate.storage.images import ImageStore
 
 log = structlog.get_logger("imagegate")
+LAST_USED_EVERY = 60.0  # seconds between last_used_at writes for one credential
 
 
 def new_node_id() -> str:
@@ -49,7 +53,9 @@ class Gateway:
     callbacks: CallbackDispatcher
     node_id: str
     credentials: CredentialCache
+    limiter: RateLimiter
     unavailable: dict[str, list[str]] = field(default_factory=dict)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     async def start(cls, settings: Settings, environ: Mapping[str, str] | None = None,
@@ -94,7 +100,9 @@ class Gateway:
         )
         credentials = CredentialCache(settings.credential_cache_seconds, settings.redis_url)
         await credentials.start()
+        limiter = RateLimiter(settings.redis_url, settings.rate_limit_prefix)
         return cls(settings=settings, registry=registry, sessions=sessions, credentials=credentials,
+                   limiter=limiter,
                    store=store, providers=providers, generation=generation, tasks=tasks,
                    callbacks=callbacks, node_id=node, unavailable=unavailable)
 
@@ -112,7 +120,29 @@ class Gateway:
         if cred is None or not hmac.compare_digest(cred.token_hash, digest):
             raise InvalidToken("invalid token")
         check_usable(cred, scope)
+        now = time.time()
+        if cred.last_used_at is None or cred.last_used_at < now - LAST_USED_EVERY:
+            cred.last_used_at = now  # the cached copy too: one write a minute at most
+            self._touch(cred.id, now)
         return cred
+
+    def limits(self, cred: Credential) -> Limits:
+        s = self.settings
+        return limits_for(cred, rps=s.default_rps, poll_rps=s.default_poll_rps,
+                          concurrency=s.default_concurrency)
+
+    def _touch(self, credential_id: str, now: float) -> None:
+        async def write() -> None:
+            try:
+                async with self.sessions.begin() as session:
+                    await session.execute(update(Credential).where(
+                        Credential.id == credential_id).values(last_used_at=now))
+            except Exception as e:  # noqa: BLE001 - bookkeeping must not fail a request
+                log.warning("touch_failed", error=type(e).__name__)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def ready(self) -> dict[str, str]:
         """What readiness checks found; raises nothing, an entry not 'ok' means not ready."""
@@ -135,6 +165,8 @@ class Gateway:
             return (await session.execute(select(Credential.id).limit(1))).first() is not None
 
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.generation.drain()
         await self.generation.notifier.aclose()
         await self.credentials.aclose()

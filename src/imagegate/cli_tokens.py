@@ -1,0 +1,192 @@
+"""`imagegate tokens ...`: credentials managed straight in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from imagegate.core.errors import ApiError
+from imagegate.settings import Settings
+
+tokens = typer.Typer(no_args_is_help=True, help="Manage credentials (API tokens).")
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option(help="Data directory [env IMAGEGATE_DATA_DIR; "
+                                              "default ./imagegate-data]")]
+DatabaseUrl = Annotated[str | None, typer.Option(help="Database URL [env IMAGEGATE_DATABASE_URL; "
+                                                 "default SQLite in the data directory]")]
+Ident = Annotated[str, typer.Argument(help="Credential id, or the token prefix `list` shows")]
+
+
+def settings_of(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[AsyncSession]:
+    from imagegate.db import engine as db
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sessions = db.Sessions(settings.resolved_database_url())
+    try:
+        if settings.migrate:
+            await sessions.upgrade()
+        async with sessions.begin() as session:
+            yield session
+    finally:
+        await sessions.dispose()
+
+
+def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction; API errors become a message and exit code 2."""
+
+    async def go() -> T:
+        async with opened(settings) as session:
+            return await work(session)
+
+    try:
+        return asyncio.run(go())
+    except ApiError as e:
+        err.print(f"error: {e.code}: {e.message}")
+        raise typer.Exit(2) from None
+
+
+async def _announce(redis_url: str, credential_id: str) -> None:
+    """Running gateways drop their cached copy now rather than when it expires."""
+    import redis.asyncio as redis
+
+    from imagegate.core.credcache import CHANNEL
+
+    client = redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await client.publish(CHANNEL, credential_id)
+    except Exception:  # noqa: BLE001 - the cache TTL still bounds staleness
+        err.print("warning: could not reach Redis; running gateways see this within 10 s")
+    finally:
+        await client.aclose()
+
+
+@tokens.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="A name to recognise the credential")] = "default",
+    credits: Annotated[float, typer.Option(help="Starting credits")] = 0.0,
+    application: Annotated[str, typer.Option(help="The application it belongs to")] = "default",
+    scope: Annotated[list[str] | None, typer.Option(help="APIs it may call (repeat)")] = None,
+    expires_in: Annotated[float | None, typer.Option(help="Expire after this many days")] = None,
+    rps: Annotated[int | None, typer.Option(help="Requests per second")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Generations in flight")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a credential; the token is printed alone on the last line (shown once)."""
+    from imagegate.core import accounts
+
+    limits = {k: v for k, v in (("rps", rps), ("concurrency", concurrency)) if v}
+    expires_at = time.time() + expires_in * 86400 if expires_in else None
+    issued = run(settings_of(data_dir=data_dir, database_url=database_url),
+                 lambda s: accounts.create(s, name=name, credits=credits,
+                                           application=application, scopes=scope,
+                                           expires_at=expires_at, rate_limits=limits or None))
+    print(f"credential {issued.credential.id} ({name}), credits {credits:g}")
+    print(f"webhook secret: {issued.credential.webhook_secret}")
+    print(issued.token)
+
+
+@tokens.command("list")
+def listing(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List credentials (never their tokens)."""
+    from imagegate.core import accounts
+    from imagegate.core.money import format_credits
+
+    creds = run(settings_of(data_dir=data_dir, database_url=database_url), accounts.listing)
+    table = Table("id", "name", "prefix", "created", "credits", "disabled", "scopes")
+    for c in creds:
+        created = dt.datetime.fromtimestamp(c.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(c.id, c.name, c.token_prefix + "…", created, format_credits(c.balance),
+                      "yes" if c.disabled else "no", ",".join(c.scopes))
+    Console(width=160).print(table)
+
+
+def _set_disabled(ident: str, disabled: bool, data_dir: Path | None, database_url: str | None
+                  ) -> None:
+    from imagegate.core import accounts
+
+    async def work(session: AsyncSession) -> str:
+        cred = await accounts.find(session, ident)
+        await accounts.update_fields(session, cred.id, disabled=disabled)
+        return cred.id
+
+    settings = settings_of(data_dir=data_dir, database_url=database_url)
+    cred_id = run(settings, work)
+    if settings.redis_url:
+        asyncio.run(_announce(settings.redis_url, cred_id))
+    print(f"credential {cred_id} {'disabled' if disabled else 'enabled'}")
+
+
+@tokens.command("disable")
+def disable(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Refuse the credential's requests (403 disabled) until it is enabled again."""
+    _set_disabled(ident, True, data_dir, database_url)
+
+
+@tokens.command("enable")
+def enable(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Accept the credential's requests again."""
+    _set_disabled(ident, False, data_dir, database_url)
+
+
+@tokens.command("topup")
+def topup(ident: Ident, credits: Annotated[float, typer.Argument(help="Credits to add")],
+          data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Add credits (a ledger row records it)."""
+    from imagegate.core import accounts
+    from imagegate.core.money import format_credits
+
+    async def work(session: AsyncSession) -> tuple[str, int]:
+        cred = await accounts.find(session, ident)
+        cred = await accounts.top_up(session, cred.id, credits)
+        return cred.id, cred.balance
+
+    cred_id, balance = run(settings_of(data_dir=data_dir, database_url=database_url), work)
+    print(f"credential {cred_id}: balance {format_credits(balance)}")
+
+
+@tokens.command("usage")
+def usage(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Balance, totals by model and recent tasks, as JSON."""
+    from imagegate.core import accounts
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return await accounts.usage(session, (await accounts.find(session, ident)).id)
+
+    print(json.dumps(run(settings_of(data_dir=data_dir, database_url=database_url), work),
+                     indent=2))
+
+
+@tokens.command("delete")
+def delete(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Delete a credential with its tasks and ledger."""
+    from imagegate.core import accounts
+
+    async def work(session: AsyncSession) -> str:
+        cred = await accounts.find(session, ident)
+        await accounts.remove(session, cred.id)
+        return cred.id
+
+    settings = settings_of(data_dir=data_dir, database_url=database_url)
+    cred_id = run(settings, work)
+    if settings.redis_url:
+        asyncio.run(_announce(settings.redis_url, cred_id))
+    print(f"credential {cred_id} deleted")
