@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from imagegate import __version__
-from imagegate.api import account, admin, errors, images, system, tasks
+from imagegate.api import account, admin, errors, images, playground, system, tasks
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.core.gateway import Gateway
 from imagegate.settings import Settings
@@ -42,4 +42,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router)
     app.include_router(admin.router)
     app.include_router(account.router)
+    app.include_router(playground.router)
     return app

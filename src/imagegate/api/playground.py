@@ -1,0 +1,40 @@
+"""GET /playground: a page to try the API, shipped as plain files (no build step)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from imagegate.core.errors import NoApi
+
+router = APIRouter()
+FILES = {"playground.html": "text/html; charset=utf-8",
+         "playground.css": "text/css; charset=utf-8",
+         "playground.js": "text/javascript; charset=utf-8"}
+
+
+@cache
+def _read(name: str) -> bytes:
+    return resources.files("imagegate").joinpath("static", name).read_bytes()
+
+
+def _file(name: str) -> Response:
+    return Response(_read(name), media_type=FILES[name],
+                    headers={"Cache-Control": "no-cache",
+                             "Content-Security-Policy": "default-src 'self'; img-src 'self' "
+                             "data: http: https:; connect-src 'self'; frame-ancestors 'none'"})
+
+
+@router.get("/playground")
+async def page() -> Response:
+    return _file("playground.html")
+
+
+@router.get("/playground/{name}")
+async def asset(name: str) -> Response:
+    if name not in FILES:
+        raise NoApi(f"no file {name!r}")
+    return _file(name)
