@@ -50,7 +50,7 @@ async def read_response(reader: asyncio.StreamReader) -> int:
 
 async def worker(host: str, port: int, request: bytes, deadline: float, budget: list[int],
                  latencies: list[float], statuses: dict[int, int], errors: list[str],
-                 timeout: float) -> None:
+                 per_request: float) -> None:
     reader = writer = None
     while time.monotonic() < deadline and budget[0] > 0:
         budget[0] -= 1
@@ -59,7 +59,7 @@ async def worker(host: str, port: int, request: bytes, deadline: float, budget: 
                 reader, writer = await asyncio.open_connection(host, port)
             start = time.perf_counter()
             writer.write(request)
-            status = await asyncio.wait_for(read_response(reader), timeout)  # type: ignore[arg-type]
+            status = await asyncio.wait_for(read_response(reader), per_request)  # type: ignore[arg-type]
             latencies.append(time.perf_counter() - start)
             statuses[status] = statuses.get(status, 0) + 1
         except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as e:
@@ -72,7 +72,8 @@ async def worker(host: str, port: int, request: bytes, deadline: float, budget: 
 
 
 async def run(url: str, body: bytes | None, headers: list[str], concurrency: int,
-              requests: int, duration: float, timeout: float, ramp: float) -> dict[str, object]:
+              requests: int, duration: float, per_request: float, ramp: float
+              ) -> dict[str, object]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = parts.path + (f"?{parts.query}" if parts.query else "")
@@ -91,7 +92,7 @@ async def run(url: str, body: bytes | None, headers: list[str], concurrency: int
     tasks = []
     for i in range(concurrency):
         tasks.append(asyncio.create_task(worker(host, port, request, deadline, budget,
-                                                latencies, statuses, errors, timeout)))
+                                                latencies, statuses, errors, per_request)))
         if ramp and i % 100 == 99:
             await asyncio.sleep(ramp)
     await asyncio.gather(*tasks)

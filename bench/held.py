@@ -1,0 +1,86 @@
+"""Thousands of held requests: N concurrent synchronous requests against an upstream that
+answers after S seconds. Every one must succeed, the gateway's memory must grow by less
+than 100 KB per held request, and a health check during the hold must answer in < 50 ms.
+
+    python -m bench.held [--requests 5000] [--upstream-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+
+from bench.common import ROOT, machine, rss_kb, table
+from bench.upstream import BODY, gateway_with_fake
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--upstream-seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    n, hold = args.requests, args.upstream_seconds
+    with gateway_with_fake(max_connections=n + 100, timeout=hold * 4) as setup:
+        # warm the whole path (pools, caches, imports) before taking the baseline
+        for _ in range(20):
+            httpx.post(f"{setup.gateway_url}/v1/images/generations", json=BODY, timeout=30,
+                       headers={"authorization": f"Bearer {setup.token}"})
+        time.sleep(1)
+        baseline = rss_kb(setup.gateway_pid)
+        setup.fault(delay=hold)
+        loader = subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen", f"{setup.gateway_url}/v1/images/generations",
+             "--body", json.dumps(BODY), "-H", f"authorization: Bearer {setup.token}",
+             "-c", str(n), "-n", str(n), "-d", str(hold * 6), "--timeout", str(hold * 5),
+             "--ramp", "0.02"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        peak = baseline
+        health: list[float] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, rss_kb(setup.gateway_pid))
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        time.sleep(min(hold * 0.5, 20))  # everything is connected and waiting upstream
+        held_at_probe = len(httpx.get(f"{setup.fake_url}/__fake__/requests", timeout=60).json())
+        for _ in range(20):
+            t = time.perf_counter()
+            httpx.get(f"{setup.gateway_url}/healthz", timeout=10)
+            health.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.1)
+        out, _ = loader.communicate()
+        stop.set()
+        watcher.join()
+    result = json.loads(out)
+    grown = peak - baseline
+    rows = [
+        ["requests sent / succeeded", f"{n} / {result['statuses'].get('200', 0)}"],
+        ["errors", f"{result['errors']} {result['error_kinds']} {result['statuses']}"],
+        ["held upstream when probed", held_at_probe - 20],
+        ["wall time (s)", result["seconds"]],
+        ["latency p50 / p99 (s)", f"{result['p50_ms'] / 1000:.1f} / "
+                                  f"{result['p99_ms'] / 1000:.1f}"],
+        ["gateway RSS baseline / peak (MB)", f"{baseline / 1024:.0f} / {peak / 1024:.0f}"],
+        ["memory per held request (KB)", f"{grown / n:.1f}"],
+        ["/healthz during the hold: median / max (ms)",
+         f"{statistics.median(health):.1f} / {max(health):.1f}"],
+    ]
+    print(f"held requests: {n} concurrent, upstream answers after {hold:g}s; {machine()}")
+    print(table(rows, ["measure", "value"]))
+    ok = (result["statuses"].get("200", 0) == n and grown / n < 100 and max(health) < 50)
+    print(f"targets (all succeed, < 100 KB each, health < 50 ms): {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
