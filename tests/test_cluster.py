@@ -9,40 +9,31 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
 from tests.support import db, pg
 from tests.support.receiver import CallbackReceiver
-from tests.support.server import GatewayServer, cli, free_port
+from tests.support.s3 import moto_server, new_bucket
+from tests.support.server import GatewayServer, cli
 
 GEN = "/openai/images/generations"
 
 
 @pytest.fixture(scope="module")
 def s3_env() -> Iterator[dict[str, str]]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_REGION": "us-east-1", "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
-           "AWS_ALLOW_HTTP": "true"}
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing"
-                 ).create_bucket(Bucket="cluster")
-    yield env
-    server.stop()
+    with moto_server() as env:
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        yield env
 
 
 def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]) -> None:
     prefix = uuid.uuid4().hex[:8]
+    bucket, _ = new_bucket(s3_env)
     with pg.fresh_database() as url, CallbackReceiver() as receiver:
         env = {**s3_env, "IMAGEGATE_DATABASE_URL": url,
                "IMAGEGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
-               "IMAGEGATE_STORAGE_URL": f"s3://cluster/{prefix}",
+               "IMAGEGATE_STORAGE_URL": f"s3://{bucket}/{prefix}",
                "IMAGEGATE_CALLBACK_ALLOW": '["127.0.0.0/8"]',
                "IMAGEGATE_CALLBACK_BASE_DELAY": "0.2", "IMAGEGATE_LEASE_SECONDS": "2",
                "IMAGEGATE_POLL_INTERVAL": "0.5", "IMAGEGATE_SANDBOX_LATENCY": "0.3",
@@ -66,6 +57,21 @@ def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]
 
             with ThreadPoolExecutor(16) as pool:
                 ids = list(pool.map(submit, range(300)))
+
+            # one request rate for the credential, however the balancer spreads the calls
+            limited = cli("tokens", "create", "--name", "limited", "--rps", "20",
+                          env={"IMAGEGATE_DATABASE_URL": url}).stdout.strip().splitlines()[-1]
+
+            def probe(i: int) -> int:
+                return httpx.get(nodes[i % 3].url + "/v1/models", timeout=30,
+                                 headers={"authorization": f"Bearer {limited}"}).status_code
+
+            began = time.monotonic()
+            with ThreadPoolExecutor(30) as pool:
+                codes = Counter(pool.map(probe, range(60)))
+            window = time.monotonic() - began + 1  # a sliding window: at most 20/s + 20
+            assert codes[429] > 0 and codes[200] + codes[429] == 60, codes
+            assert codes[200] <= 20 * window, (codes, window)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 running = db.query_url(url, "SELECT lease_owner FROM tasks WHERE status = "

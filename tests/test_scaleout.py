@@ -10,16 +10,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from PIL import Image
 
 from tests.support import db, pg
+from tests.support.s3 import moto_server, new_bucket
 from tests.support.server import GatewayServer, cli, free_port
 
 GEN = "/openai/images/generations"
@@ -27,25 +26,8 @@ GEN = "/openai/images/generations"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, str]]:
-    """A real S3-compatible server (moto in server mode) on 127.0.0.1."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
-    yield env
-    server.stop()
-
-
-def _bucket(env: dict[str, str]) -> tuple[str, object]:
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    name = f"images-{uuid.uuid4().hex[:8]}"
-    client.create_bucket(Bucket=name)
-    return name, client
+    with moto_server() as env:
+        yield env
 
 
 def test_db_upgrade_from_several_nodes_at_once() -> None:
@@ -59,7 +41,7 @@ def test_db_upgrade_from_several_nodes_at_once() -> None:
 
 
 def test_s3_storage_served_through_files(tmp_path: Path, s3: dict[str, str]) -> None:
-    bucket, client = _bucket(s3)
+    bucket, client = new_bucket(s3)
     with GatewayServer(tmp_path / "d", "--sandbox", "--storage-url", f"s3://{bucket}/imgs",
                        env=s3) as server:
         r = httpx.post(server.url + GEN, json={"model": "gpt-image-2", "prompt": "s3",
@@ -79,7 +61,7 @@ def test_s3_storage_served_through_files(tmp_path: Path, s3: dict[str, str]) -> 
 
 
 def test_s3_with_a_cdn_base_url(tmp_path: Path, s3: dict[str, str]) -> None:
-    bucket, client = _bucket(s3)
+    bucket, client = new_bucket(s3)
     policy = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
         "Resource": f"arn:aws:s3:::{bucket}/*"}]}

@@ -308,3 +308,42 @@ def test_connections_are_pooled(gw: GatewayServer, token: str, fake) -> None:
         assert post(gw, token, {"model": "gpt-image-2", "prompt": "p",
                                 "size": "1024x1024"}).status_code == 200
     assert len({q.connection for q in openai.requests}) == 1
+
+
+def test_no_secret_in_the_logs(gw: GatewayServer, token: str) -> None:
+    """Runs after the fault tests above on the same gateway: its whole log is clean."""
+    time.sleep(0.2)
+    log = gw.log()
+    assert "upstream" in log  # the faults above were logged...
+    for secret in (OPENAI_KEY, GEMINI_KEY, token):
+        assert secret not in log  # ...without a key or a token
+
+
+def test_fake_upstream_cli(tmp_path: Path) -> None:
+    """`imagegate fake-upstream` serves the protocol to other processes."""
+    import subprocess
+    import sys
+
+    from tests.support.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "imagegate", "fake-upstream", "gemini",
+                             "--port", str(port), "--api-key", "gm-cli"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/v1beta/models/"
+                               "gemini-2.5-flash-image:generateContent",
+                               headers={"x-goog-api-key": "gm-cli"},
+                               json={"contents": [{"parts": [{"text": "hi"}]}]})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        parts = r.json()["candidates"][0]["content"]["parts"]
+        assert any("inlineData" in p for p in parts)
+    finally:
+        proc.terminate()
+        proc.wait(10)
