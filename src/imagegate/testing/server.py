@@ -236,6 +236,9 @@ class FakeServer:
         task = asyncio.current_task()
         assert task is not None
         self._writers[task] = writer
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # answers go out at once, as a real upstream's would
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._connections_opened += 1
             conn_id = self._connections_opened
@@ -354,11 +357,12 @@ class FakeServer:
             ("server", self.server_header),
             *response.headers,
         ]
-        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers,
-                                            reason=_reason(response.status).encode())))
+        parts = [conn.send(h11.Response(status_code=response.status, headers=headers,
+                                        reason=_reason(response.status).encode()))]
         if response.body and not head:
-            writer.write(conn.send(h11.Data(data=response.body)))
-        writer.write(conn.send(h11.EndOfMessage()))
+            parts.append(conn.send(h11.Data(data=response.body)))
+        parts.append(conn.send(h11.EndOfMessage()))
+        writer.write(b"".join(p for p in parts if p))
         await writer.drain()
 
     # ----- control plane (for `imagegate fake-upstream` users) ---------------------------
