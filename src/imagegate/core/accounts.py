@@ -105,7 +105,7 @@ async def top_up(session: AsyncSession, credential_id: str, credits: float) -> C
     if amount <= 0:
         raise BadRequest("top-up credits must be positive")
     await get(session, credential_id)
-    await billing.top_up(session, credential_id, amount)
+    await session.run_sync(lambda s: billing.top_up(s, credential_id, amount))
     return await refreshed(session, credential_id)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from imagegate.core.errors import ApiError, TooManyRequests, UsedUp
 from imagegate.core.money import format_credits
@@ -87,16 +88,17 @@ class Intake:
         now = time.time()
         refused: dict[Admission, ApiError] = {}
         ledger: list[dict[str, Any]] = []
-        async with self.sessions.begin() as session:
+
+        def work(session: Session) -> list[Admission]:
             by_credential: dict[str, list[Admission]] = defaultdict(list)
             for one in group:
                 by_credential[one.credential_id].append(one)
             ids = sorted(by_credential)
             if session.bind.dialect.name == "postgresql":
                 # other nodes' admissions for these credentials wait here, so counts hold
-                await session.execute(select(Credential.id).where(Credential.id.in_(ids))
-                                      .order_by(Credential.id).with_for_update())
-            counts = await self._counts(session, ids)
+                session.execute(select(Credential.id).where(Credential.id.in_(ids))
+                                .order_by(Credential.id).with_for_update())
+            counts = _counts(session, ids)
             for one in group:
                 key = (one.credential_id, one.counted_status)
                 if counts[key] + 1 > one.limit:
@@ -108,57 +110,20 @@ class Intake:
                 else:
                     counts[key] += 1
             for credential_id, items in by_credential.items():
-                await self._reserve(session, credential_id,
-                                    [o for o in items if o not in refused], refused, ledger, now)
+                _reserve(session, credential_id, [o for o in items if o not in refused],
+                         refused, ledger, now)
             admitted = [o for o in group if o not in refused]
             if admitted:
-                await session.execute(insert(Task), [o.row for o in admitted])
+                session.execute(insert(Task), [o.row for o in admitted])
             if ledger:
-                await session.execute(insert(LedgerEntry), ledger)
+                session.execute(insert(LedgerEntry), ledger)
+            return admitted
+
+        admitted = await self.sessions.write(work)
         for one in admitted:
             one.done.set_result(None)
         for one, error in refused.items():
             one.done.set_exception(error)
-
-    async def _reserve(self, session: Any, credential_id: str, items: list[Admission],
-                       refused: dict[Admission, ApiError], ledger: list[dict[str, Any]],
-                       now: float) -> None:
-        total = sum(o.cost for o in items)
-        if total == 0:
-            return
-        after = await _take(session, credential_id, total)
-        if after is not None:
-            entries = []
-            for one in reversed(items):  # balance_after in submission order
-                if one.cost:
-                    entries.append(_entry(one, after, now))
-                    after += one.cost
-            ledger.extend(reversed(entries))
-            return
-        for one in items:  # not enough for all: admit in order while it lasts
-            if one.cost == 0:
-                continue
-            after = await _take(session, credential_id, one.cost)
-            if after is None:
-                balance = (await session.execute(select(Credential.balance).where(
-                    Credential.id == credential_id))).scalar_one_or_none() or 0
-                refused[one] = UsedUp(
-                    f"not enough credits: this request costs {format_credits(one.cost)}, "
-                    f"the balance is {format_credits(balance)}")
-            else:
-                ledger.append(_entry(one, after, now))
-
-    async def _counts(self, session: Any, credential_ids: list[str]
-                      ) -> defaultdict[tuple[str, str], int]:
-        rows = (await session.execute(
-            select(Task.credential_id, Task.status, func.count())
-            .where(Task.credential_id.in_(credential_ids),
-                   Task.status.in_((QUEUED, RUNNING)))
-            .group_by(Task.credential_id, Task.status))).all()
-        counts: defaultdict[tuple[str, str], int] = defaultdict(int)
-        for credential_id, status, count in rows:
-            counts[(credential_id, status)] = int(count)
-        return counts
 
     async def aclose(self) -> None:
         if self._writer is not None:
@@ -167,13 +132,54 @@ class Intake:
                 await self._writer
 
 
-async def _take(session: Any, credential_id: str, amount: int) -> int | None:
+def _reserve(session: Session, credential_id: str, items: list[Admission],
+             refused: dict[Admission, ApiError], ledger: list[dict[str, Any]],
+             now: float) -> None:
+    total = sum(o.cost for o in items)
+    if total == 0:
+        return
+    after = _take(session, credential_id, total)
+    if after is not None:
+        entries = []
+        for one in reversed(items):  # balance_after in submission order
+            if one.cost:
+                entries.append(_entry(one, after, now))
+                after += one.cost
+        ledger.extend(reversed(entries))
+        return
+    for one in items:  # not enough for all: admit in order while it lasts
+        if one.cost == 0:
+            continue
+        after = _take(session, credential_id, one.cost)
+        if after is None:
+            balance = (session.execute(select(Credential.balance).where(
+                Credential.id == credential_id))).scalar_one_or_none() or 0
+            refused[one] = UsedUp(
+                f"not enough credits: this request costs {format_credits(one.cost)}, "
+                f"the balance is {format_credits(balance)}")
+        else:
+            ledger.append(_entry(one, after, now))
+
+
+def _counts(session: Session, credential_ids: list[str]) -> defaultdict[tuple[str, str], int]:
+    rows = (session.execute(
+        select(Task.credential_id, Task.status, func.count())
+        .where(Task.credential_id.in_(credential_ids),
+               Task.status.in_((QUEUED, RUNNING)))
+        .group_by(Task.credential_id, Task.status))).all()
+    counts: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for credential_id, status, count in rows:
+        counts[(credential_id, status)] = int(count)
+    return counts
+
+
+def _take(session: Session, credential_id: str, amount: int) -> int | None:
     """Subtract ``amount`` if the balance covers it (never below zero); the new balance."""
     stmt = update(Credential).where(Credential.id == credential_id,
                                     Credential.balance >= amount)
-    row = (await session.execute(
+    row = session.execute(
         stmt.values(balance=Credential.balance - amount).returning(Credential.balance)
-    )).first()
+    ).first()
     return None if row is None else int(row[0])
 
 

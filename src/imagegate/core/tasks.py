@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from imagegate.core import billing, metrics
 from imagegate.db.engine import Sessions
@@ -94,18 +94,21 @@ class TaskStore:
         now = time.time()
         if has_callback:
             values.update(callback={"state": "pending", "attempts": []}, callback_next_at=now)
-        async with self.sessions.begin() as session:
-            result = await session.execute(
+
+        def work(session: Session) -> bool:
+            result = session.execute(
                 update(Task).where(Task.id == task_id, Task.status == RUNNING,
                                    Task.lease_owner == owner)
                 .values(finished_at=now, lease_owner=None, lease_until=None, **values))
             if not result.rowcount:  # type: ignore[attr-defined]
                 return False  # lost the lease: whoever holds the task now will bill it
             if values["status"] == SUCCEEDED:
-                await billing.settle(session, credential_id, task_id, cost)
+                billing.settle(session, credential_id, task_id, cost)
             else:
-                await billing.release(session, credential_id, task_id, cost)
-        return True
+                billing.release(session, credential_id, task_id, cost)
+            return True
+
+        return await self.sessions.write(work)
 
     async def hand_back(self, task_id: str, owner: str) -> None:
         """Shutdown: give a running task back to the queue without counting the attempt."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,7 +19,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import SingletonThreadPool
 
+T = TypeVar("T")
 MIGRATION_LOCK = 0x1D6A7E  # advisory lock id so several nodes can start at once on PostgreSQL
 
 
@@ -69,10 +76,16 @@ class Sessions:
 
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
-        self.write_engine = (make_engine(url, writer=True)
-                             if self.engine.dialect.name == "sqlite" else self.engine)
+        sqlite = self.engine.dialect.name == "sqlite"
+        self.write_engine = make_engine(url, writer=True) if sqlite else self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        # SQLite: hot write transactions run whole in one thread on a plain sqlite3
+        # connection (one hop instead of one per statement); a lock keeps the two
+        # writers of this process from meeting in SQLite's busy handler
+        self._lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
+        self._sync_engine = _sync_sqlite_writer(self.write_engine.url) if sqlite else None
+        self._thread = ThreadPoolExecutor(1, "imagegate-sqlite") if sqlite else None
 
     @property
     def dialect(self) -> str:
@@ -81,8 +94,29 @@ class Sessions:
     def __call__(self) -> AsyncSession:
         return self._read()
 
-    def begin(self) -> Any:
-        return self._write.begin()
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        if self._lock is None:
+            async with self._write.begin() as session:
+                yield session
+            return
+        async with self._lock, self._write.begin() as session:
+            yield session
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one write transaction with a synchronous session."""
+        if self._sync_engine is None:
+            async with self._write.begin() as session:
+                return await session.run_sync(work)
+        assert self._lock is not None
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._write_in_thread, work)
+
+    def _write_in_thread(self, work: Callable[[Session], T]) -> T:
+        assert self._sync_engine is not None
+        with Session(self._sync_engine, expire_on_commit=False) as session, session.begin():
+            return work(session)
 
     async def upgrade(self) -> None:
         await upgrade(self.write_engine)
@@ -91,6 +125,29 @@ class Sessions:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+        if self._sync_engine is not None and self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread,
+                                                             self._sync_engine.dispose)
+            self._thread.shutdown(wait=False)
+
+
+def _sync_sqlite_writer(url: URL) -> Engine:
+    """A pysqlite engine on the same file: one connection, BEGIN IMMEDIATE, WAL."""
+    engine = create_engine(url.set(drivername="sqlite"), poolclass=SingletonThreadPool,
+                           connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+                       "busy_timeout=30000"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def _alembic_config(connection: Connection) -> Config:
