@@ -36,6 +36,7 @@ def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]
                "IMAGEGATE_STORAGE_URL": f"s3://{bucket}/{prefix}",
                "IMAGEGATE_CALLBACK_ALLOW": '["127.0.0.0/8"]',
                "IMAGEGATE_CALLBACK_BASE_DELAY": "0.2", "IMAGEGATE_LEASE_SECONDS": "2",
+               "IMAGEGATE_CALLBACK_TIMEOUT": "2",
                "IMAGEGATE_POLL_INTERVAL": "0.5", "IMAGEGATE_SANDBOX_LATENCY": "0.6",
                "IMAGEGATE_DEFAULT_CONCURRENCY": "100", "IMAGEGATE_WORKERS": "8",
                "IMAGEGATE_RATE_LIMIT_PREFIX": f"test-{prefix}"}
@@ -55,6 +56,10 @@ def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]
                 assert r.status_code == 200, r.text
                 return str(r.json()["task_id"])
 
+            # Deliveries fail until the kill: a node killed between a receiver's 2xx and
+            # recording it would make that callback arrive twice (delivery is at least
+            # once; receivers dedupe by task_id), which is not what this test is about.
+            receiver.fail_first = 10**9
             with ThreadPoolExecutor(16) as pool:
                 ids = list(pool.map(submit, range(300)))
 
@@ -68,6 +73,7 @@ def test_three_nodes_300_tasks_one_killed(tmp_path: Path, s3_env: dict[str, str]
             else:
                 raise AssertionError("never saw all three nodes running tasks")
             nodes[1].kill()  # kill -9 midway, with tasks of its own running
+            receiver.fail_first = 0
 
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from imagegate.db.engine import Sessions
 from imagegate.db.models import Credential, Task
 
 log = structlog.get_logger("imagegate.callbacks")
-CLAIM_SECONDS = 60.0
+CLAIM_MARGIN = 5.0  # a claimed delivery is another node's to retry after timeout + this
 
 
 def payload(task: Task) -> dict[str, Any]:
@@ -64,7 +64,8 @@ class CallbackDispatcher:
             row = (await session.execute(
                 update(Task).where(Task.id == pick.scalar_subquery(),
                                    Task.callback_next_at <= now)
-                .values(callback_next_at=now + CLAIM_SECONDS).returning(Task.id)
+                .values(callback_next_at=now + self.timeout + CLAIM_MARGIN)
+                .returning(Task.id)
             )).first()
         return row[0] if row else None
 
