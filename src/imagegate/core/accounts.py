@@ -105,7 +105,8 @@ async def top_up(session: AsyncSession, credential_id: str, credits: float) -> C
     if amount <= 0:
         raise BadRequest("top-up credits must be positive")
     await get(session, credential_id)
-    await session.run_sync(lambda s: billing.top_up(s, credential_id, amount))
+    conn = await session.connection()
+    await conn.run_sync(lambda c: billing.top_up(c, credential_id, amount))
     return await refreshed(session, credential_id)
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from imagegate.db.models import Credential, LedgerEntry
 
 
-def move(session: Session, credential_id: str, task_id: str | None, kind: str, amount: int
+def move(session: Connection, credential_id: str, task_id: str | None, kind: str, amount: int
          ) -> int | None:
     """Add ``amount`` (negative to take) unless that would overdraw; the new balance."""
     stmt = update(Credential).where(Credential.id == credential_id)
@@ -32,13 +32,13 @@ def move(session: Session, credential_id: str, task_id: str | None, kind: str, a
     return int(row[0])
 
 
-def release(session: Session, credential_id: str, task_id: str, cost: int) -> None:
+def release(session: Connection, credential_id: str, task_id: str, cost: int) -> None:
     """Give a failed task's hold back in full."""
     if cost > 0:
         move(session, credential_id, task_id, "release", cost)
 
 
-def settle(session: Session, credential_id: str, task_id: str, cost: int) -> None:
+def settle(session: Connection, credential_id: str, task_id: str, cost: int) -> None:
     """Turn a hold into a charge: the balance already reflects it, the ledger records it."""
     if cost > 0:
         session.execute(insert(LedgerEntry).from_select(
@@ -48,5 +48,5 @@ def settle(session: Session, credential_id: str, task_id: str, cost: int) -> Non
             .where(Credential.id == credential_id)))
 
 
-def top_up(session: Session, credential_id: str, amount: int) -> int | None:
+def top_up(session: Connection, credential_id: str, amount: int) -> int | None:
     return move(session, credential_id, None, "topup", amount)

@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from imagegate.core.errors import ApiError, TooManyRequests, UsedUp
 from imagegate.core.money import format_credits
@@ -89,12 +89,12 @@ class Intake:
         refused: dict[Admission, ApiError] = {}
         ledger: list[dict[str, Any]] = []
 
-        def work(session: Session) -> list[Admission]:
+        def work(session: Connection) -> list[Admission]:
             by_credential: dict[str, list[Admission]] = defaultdict(list)
             for one in group:
                 by_credential[one.credential_id].append(one)
             ids = sorted(by_credential)
-            if session.bind.dialect.name == "postgresql":
+            if session.dialect.name == "postgresql":
                 # other nodes' admissions for these credentials wait here, so counts hold
                 session.execute(select(Credential.id).where(Credential.id.in_(ids))
                                 .order_by(Credential.id).with_for_update())
@@ -132,7 +132,7 @@ class Intake:
                 await self._writer
 
 
-def _reserve(session: Session, credential_id: str, items: list[Admission],
+def _reserve(session: Connection, credential_id: str, items: list[Admission],
              refused: dict[Admission, ApiError], ledger: list[dict[str, Any]],
              now: float) -> None:
     total = sum(o.cost for o in items)
@@ -161,7 +161,7 @@ def _reserve(session: Session, credential_id: str, items: list[Admission],
             ledger.append(_entry(one, after, now))
 
 
-def _counts(session: Session, credential_ids: list[str]) -> defaultdict[tuple[str, str], int]:
+def _counts(session: Connection, credential_ids: list[str]) -> defaultdict[tuple[str, str], int]:
     rows = (session.execute(
         select(Task.credential_id, Task.status, func.count())
         .where(Task.credential_id.in_(credential_ids),
@@ -173,7 +173,7 @@ def _counts(session: Session, credential_ids: list[str]) -> defaultdict[tuple[st
     return counts
 
 
-def _take(session: Session, credential_id: str, amount: int) -> int | None:
+def _take(session: Connection, credential_id: str, amount: int) -> int | None:
     """Subtract ``amount`` if the balance covers it (never below zero); the new balance."""
     stmt = update(Credential).where(Credential.id == credential_id,
                                     Credential.balance >= amount)

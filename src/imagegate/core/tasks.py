@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
 from imagegate.core import billing, metrics
 from imagegate.db.engine import Sessions
@@ -95,7 +96,7 @@ class TaskStore:
         if has_callback:
             values.update(callback={"state": "pending", "attempts": []}, callback_next_at=now)
 
-        def work(session: Session) -> bool:
+        def work(session: Connection) -> bool:
             result = session.execute(
                 update(Task).where(Task.id == task_id, Task.status == RUNNING,
                                    Task.lease_owner == owner)
