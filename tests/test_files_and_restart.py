@@ -36,6 +36,9 @@ def test_file_headers(client: httpx.Client) -> None:
     assert f.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert f.content[:3] == b"\xff\xd8\xff"
     assert int(f.headers["content-length"]) == len(f.content)
+    head = httpx.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == f.headers["content-length"]
 
 
 def test_restart_keeps_images_and_tasks(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from imagegate.api.deps import credential, gateway
@@ -44,9 +44,14 @@ async def models(request: Request, _: Credential = Depends(credential)) -> Respo
     return _json({"object": "list", "data": data})
 
 
-@router.get("/files/{key:path}")
+@router.api_route("/files/{key:path}", methods=["GET", "HEAD"])
 async def files(key: str, request: Request) -> Response:
-    found = await gateway(request).store.stream(key)
+    store = gateway(request).store
+    path = store.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type=content_type_for(key),
+                            headers={"Cache-Control": IMMUTABLE})
+    found = await store.stream(key)
     if found is None:
         raise NoApi(f"no file {key!r}")
     size, chunks = found

@@ -38,8 +38,10 @@ class ImageStore:
 
     def __init__(self, url: str, **options: object) -> None:
         self.url = url
+        self.root: Path | None = None
         if url.startswith("file://"):
-            Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+            self.root = Path(url.removeprefix("file://")).resolve()
+            self.root.mkdir(parents=True, exist_ok=True)
             options.setdefault("mkdir", True)
         self.store: ObjectStore = from_url(url, **options)  # type: ignore[arg-type]
 
@@ -54,6 +56,13 @@ class ImageStore:
             return bytes(await result.bytes_async())
         except FileNotFoundError:
             return None
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind a key when the store is the local disk (served without copies)."""
+        if self.root is None or not safe_key(key):
+            return None
+        path = self.root / key
+        return path if path.is_file() else None
 
     async def stream(self, key: str) -> tuple[int, AsyncIterator[bytes]] | None:
         """Size and chunks of an object, without holding it all in memory."""
