@@ -39,7 +39,7 @@ def main() -> None:
             [sys.executable, "-m", "bench.loadgen", f"{setup.gateway_url}/v1/images/generations",
              "--body", json.dumps(BODY), "-H", f"authorization: Bearer {setup.token}",
              "-c", str(n), "-n", str(n), "-d", str(hold * 6), "--timeout", str(hold * 5),
-             "--ramp", "0.02"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             "--ramp", "0.1"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         peak = baseline
         health: list[float] = []
         stop = threading.Event()

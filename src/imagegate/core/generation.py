@@ -109,6 +109,8 @@ class GenerationService:
         self.intake = Intake(self.sessions)
         self.notifier = notifier
         self._running: set[asyncio.Task[Outcome]] = set()
+        self._leases: dict[str, tuple[str, asyncio.Task[Any]]] = {}
+        self._renewer: asyncio.Task[None] | None = None
 
     def prepare(self, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
         model, params = validate(self.registry, body)
@@ -219,7 +221,7 @@ class GenerationService:
     async def run(self, job: Job, owner: str) -> Outcome:
         """Execute while holding the lease; bill in the transaction that records the end."""
         started = time.monotonic()
-        renewer = asyncio.create_task(self._renew(job.task_id, owner, asyncio.current_task()))
+        self._hold(job.task_id, owner)
         has_callback = job.params.callback_url is not None
         try:
             request = image_request(job.model, job.params)
@@ -245,7 +247,7 @@ class GenerationService:
                                   "internal error", has_callback)
             raise UpstreamFailed(f"internal error (trace_id {job.trace_id})") from None
         finally:
-            renewer.cancel()
+            self._leases.pop(job.task_id, None)
         body = {"success": True, "task_id": job.task_id, "trace_id": job.trace_id,
                 "created": int(time.time()), "data": shown}
         if await self.tasks.succeed(job.task_id, owner, job.credential_id, job.cost,
@@ -259,21 +261,35 @@ class GenerationService:
                  duration_ms=round((time.monotonic() - started) * 1000, 1))
         return Outcome(body=body, credits=job.cost)
 
-    async def _renew(self, task_id: str, owner: str, runner: asyncio.Task[Any] | None) -> None:
-        while True:
+    def _hold(self, task_id: str, owner: str) -> None:
+        """Keep the task's lease alive while it runs (one renewal a round for all tasks)."""
+        runner = asyncio.current_task()
+        assert runner is not None
+        self._leases[task_id] = (owner, runner)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_loop(), name="imagegate-leases")
+
+    async def _renew_loop(self) -> None:
+        while self._leases:
             await asyncio.sleep(self.tasks.lease / 3)
+            held = dict(self._leases)
+            if not held:
+                continue
             try:
-                if not await self.tasks.renew(task_id, owner):
+                kept = await self.tasks.renew({owner for owner, _ in held.values()})
+            except Exception:  # noqa: BLE001 - a database blip must not kill the tasks
+                log.warning("lease_renew_failed", tasks=len(held), exc_info=True)
+                continue
+            for task_id, (_, runner) in held.items():
+                if task_id not in kept and task_id in self._leases:
                     log.warning("lease_lost", task_id=task_id)
-                    if runner is not None:
-                        runner.cancel()
-                    return
-            except Exception:  # noqa: BLE001 - a database blip must not kill the task
-                log.warning("lease_renew_failed", task_id=task_id, exc_info=True)
+                    runner.cancel()
 
     async def drain(self) -> None:
         """Shutdown: hand back what is still running inline."""
         await self.intake.aclose()
+        if self._renewer is not None:
+            self._renewer.cancel()
         for runner in list(self._running):
             runner.cancel()
         if self._running:

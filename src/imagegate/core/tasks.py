@@ -67,14 +67,16 @@ class TaskStore:
             )).first()
         return Claimed(*row) if row else None
 
-    async def renew(self, task_id: str, owner: str) -> bool:
-        """Extend a lease we hold; False means we lost it (someone requeued the task)."""
-        async with self.sessions.begin() as session:
-            result = await session.execute(
-                update(Task).where(Task.id == task_id, Task.lease_owner == owner,
-                                   Task.status == RUNNING)
-                .values(lease_until=time.time() + self.lease))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    async def renew(self, owners: set[str]) -> set[str]:
+        """Extend every running task's lease held by ``owners`` in one statement; the ids
+        still held (a task missing from it was requeued: its runner must stop)."""
+        def work(conn: Connection) -> set[str]:
+            rows = conn.execute(
+                update(Task).where(Task.lease_owner.in_(owners), Task.status == RUNNING)
+                .values(lease_until=time.time() + self.lease).returning(Task.id)).all()
+            return {row[0] for row in rows}
+
+        return await self.sessions.write(work)
 
     async def succeed(self, task_id: str, owner: str, credential_id: str, cost: int,
                       response: dict[str, Any], usage: dict[str, Any] | None,
