@@ -53,10 +53,13 @@ def main() -> None:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         time.sleep(min(hold * 0.5, 20))  # everything is connected and waiting upstream
-        held_at_probe = len(httpx.get(f"{setup.fake_url}/__fake__/requests", timeout=60).json())
+        held_at_probe = len(httpx.get(f"{setup.fake_url}/__fake__/requests", timeout=120).json())
         for _ in range(20):
             t = time.perf_counter()
-            httpx.get(f"{setup.gateway_url}/healthz", timeout=10)
+            try:
+                httpx.get(f"{setup.gateway_url}/healthz", timeout=10)
+            except httpx.TimeoutException:
+                pass  # counted as the full 10 s below
             health.append((time.perf_counter() - t) * 1000)
             time.sleep(0.1)
         out, _ = loader.communicate()
