@@ -119,20 +119,29 @@ def listing(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     Console(width=160).print(table)
 
 
-def _set_disabled(ident: str, disabled: bool, data_dir: Path | None, database_url: str | None
-                  ) -> None:
+def _apply(ident: str, change: Callable[[AsyncSession, str], Awaitable[Any]], done: str,
+           data_dir: Path | None, database_url: str | None) -> None:
+    """Find the credential, change it, and tell running gateways to drop their copy."""
     from imagegate.core import accounts
 
     async def work(session: AsyncSession) -> str:
-        cred = await accounts.find(session, ident)
-        await accounts.update_fields(session, cred.id, disabled=disabled)
-        return cred.id
+        cred_id = (await accounts.find(session, ident)).id
+        await change(session, cred_id)
+        return cred_id
 
     settings = settings_of(data_dir=data_dir, database_url=database_url)
     cred_id = run(settings, work)
     if settings.redis_url:
         asyncio.run(_announce(settings.redis_url, cred_id))
-    print(f"credential {cred_id} {'disabled' if disabled else 'enabled'}")
+    print(f"credential {cred_id} {done}")
+
+
+def _set_disabled(ident: str, disabled: bool, data_dir: Path | None, database_url: str | None
+                  ) -> None:
+    from imagegate.core import accounts
+
+    _apply(ident, lambda s, cid: accounts.update_fields(s, cid, disabled=disabled),
+           "disabled" if disabled else "enabled", data_dir, database_url)
 
 
 @tokens.command("disable")
@@ -180,13 +189,4 @@ def delete(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = N
     """Delete a credential with its tasks and ledger."""
     from imagegate.core import accounts
 
-    async def work(session: AsyncSession) -> str:
-        cred = await accounts.find(session, ident)
-        await accounts.remove(session, cred.id)
-        return cred.id
-
-    settings = settings_of(data_dir=data_dir, database_url=database_url)
-    cred_id = run(settings, work)
-    if settings.redis_url:
-        asyncio.run(_announce(settings.redis_url, cred_id))
-    print(f"credential {cred_id} deleted")
+    _apply(ident, accounts.remove, "deleted", data_dir, database_url)
