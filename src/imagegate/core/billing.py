@@ -9,27 +9,50 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from imagegate.db.models import Credential, LedgerEntry
+
+_ID = bindparam("b_id", type_=Credential.id.type)
+_AMOUNT = bindparam("b_amount", type_=Credential.balance.type)
+_ADD = (update(Credential).where(Credential.id == _ID)
+        .values(balance=Credential.balance + _AMOUNT)
+        .returning(Credential.balance))
+_TAKE = (update(Credential).where(Credential.id == _ID, Credential.balance >= _AMOUNT)
+         .values(balance=Credential.balance - _AMOUNT)
+         .returning(Credential.balance))
+_INSERT_LEDGER = insert(LedgerEntry)
+_SETTLE = insert(LedgerEntry).from_select(
+    ["credential_id", "task_id", "kind", "amount", "balance_after", "created_at"],
+    select(Credential.id, bindparam("b_task", type_=LedgerEntry.task_id.type),
+           bindparam("b_kind", type_=LedgerEntry.kind.type),
+           bindparam("b_zero", type_=LedgerEntry.amount.type), Credential.balance,
+           bindparam("b_now", type_=LedgerEntry.created_at.type))
+    .where(Credential.id == _ID))
 
 
 def move(session: Connection, credential_id: str, task_id: str | None, kind: str, amount: int
          ) -> int | None:
     """Add ``amount`` (negative to take) unless that would overdraw; the new balance."""
-    stmt = update(Credential).where(Credential.id == credential_id)
     if amount < 0:
-        stmt = stmt.where(Credential.balance >= -amount)
-    row = session.execute(
-        stmt.values(balance=Credential.balance + amount).returning(Credential.balance)
-    ).first()
-    if row is None:
+        after = take(session, credential_id, -amount)
+    else:
+        after = int(session.execute(_ADD, {"b_id": credential_id, "b_amount": amount}
+                                    ).scalar_one())
+    if after is None:
         return None
-    session.execute(insert(LedgerEntry).values(
-        credential_id=credential_id, task_id=task_id, kind=kind, amount=amount,
-        balance_after=row[0], created_at=time.time()))
-    return int(row[0])
+    session.execute(_INSERT_LEDGER, {
+        "credential_id": credential_id, "task_id": task_id, "kind": kind, "amount": amount,
+        "balance_after": after, "created_at": time.time()})
+    return after
+
+
+def take(session: Connection, credential_id: str, amount: int) -> int | None:
+    """Subtract ``amount`` if the balance covers it (never below zero): the new balance, or
+    None. Writes no ledger row: the caller does, so holds can be written in groups."""
+    row = session.execute(_TAKE, {"b_id": credential_id, "b_amount": amount}).first()
+    return None if row is None else int(row[0])
 
 
 def release(session: Connection, credential_id: str, task_id: str, cost: int) -> None:
@@ -41,11 +64,8 @@ def release(session: Connection, credential_id: str, task_id: str, cost: int) ->
 def settle(session: Connection, credential_id: str, task_id: str, cost: int) -> None:
     """Turn a hold into a charge: the balance already reflects it, the ledger records it."""
     if cost > 0:
-        session.execute(insert(LedgerEntry).from_select(
-            ["credential_id", "task_id", "kind", "amount", "balance_after", "created_at"],
-            select(Credential.id, literal(task_id), literal("settle"), literal(0),
-                   Credential.balance, literal(time.time()))
-            .where(Credential.id == credential_id)))
+        session.execute(_SETTLE, {"b_id": credential_id, "b_task": task_id,
+                                  "b_kind": "settle", "b_zero": 0, "b_now": time.time()})
 
 
 def top_up(session: Connection, credential_id: str, amount: int) -> int | None:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from imagegate.core import billing
 from imagegate.core.errors import ApiError, TooManyRequests, UsedUp
 from imagegate.core.money import format_credits
 from imagegate.db.engine import Sessions
@@ -28,6 +29,18 @@ from imagegate.db.models import Credential, LedgerEntry, Task
 log = structlog.get_logger("imagegate.intake")
 QUEUED, RUNNING = "queued", "running"
 MAX_GROUP = 256
+
+# Built once: constructing a statement costs several times what executing it does here.
+_IDS = bindparam("b_ids", expanding=True, type_=Credential.id.type)
+_LOCK_CREDENTIALS = (select(Credential.id).where(Credential.id.in_(_IDS))
+                     .order_by(Credential.id).with_for_update())
+_COUNTS = (select(Task.credential_id, Task.status, func.count())
+           .where(Task.credential_id.in_(_IDS), Task.status.in_((QUEUED, RUNNING)))
+           .group_by(Task.credential_id, Task.status))
+_BALANCE = select(Credential.balance).where(
+    Credential.id == bindparam("b_id", type_=Credential.id.type))
+_INSERT_TASKS = insert(Task)
+_INSERT_LEDGER = insert(LedgerEntry)
 
 
 @dataclass(eq=False)
@@ -96,8 +109,7 @@ class Intake:
             ids = sorted(by_credential)
             if session.dialect.name == "postgresql":
                 # other nodes' admissions for these credentials wait here, so counts hold
-                session.execute(select(Credential.id).where(Credential.id.in_(ids))
-                                .order_by(Credential.id).with_for_update())
+                session.execute(_LOCK_CREDENTIALS, {"b_ids": ids})
             counts = _counts(session, ids)
             for one in group:
                 key = (one.credential_id, one.counted_status)
@@ -114,9 +126,9 @@ class Intake:
                          refused, ledger, now)
             admitted = [o for o in group if o not in refused]
             if admitted:
-                session.execute(insert(Task), [o.row for o in admitted])
+                session.execute(_INSERT_TASKS, [o.row for o in admitted])
             if ledger:
-                session.execute(insert(LedgerEntry), ledger)
+                session.execute(_INSERT_LEDGER, ledger)
             return admitted
 
         admitted = await self.sessions.write(work)
@@ -138,7 +150,7 @@ def _reserve(session: Connection, credential_id: str, items: list[Admission],
     total = sum(o.cost for o in items)
     if total == 0:
         return
-    after = _take(session, credential_id, total)
+    after = billing.take(session, credential_id, total)
     if after is not None:
         entries = []
         for one in reversed(items):  # balance_after in submission order
@@ -150,10 +162,10 @@ def _reserve(session: Connection, credential_id: str, items: list[Admission],
     for one in items:  # not enough for all: admit in order while it lasts
         if one.cost == 0:
             continue
-        after = _take(session, credential_id, one.cost)
+        after = billing.take(session, credential_id, one.cost)
         if after is None:
-            balance = (session.execute(select(Credential.balance).where(
-                Credential.id == credential_id))).scalar_one_or_none() or 0
+            balance = session.execute(_BALANCE, {"b_id": credential_id}
+                                      ).scalar_one_or_none() or 0
             refused[one] = UsedUp(
                 f"not enough credits: this request costs {format_credits(one.cost)}, "
                 f"the balance is {format_credits(balance)}")
@@ -162,25 +174,11 @@ def _reserve(session: Connection, credential_id: str, items: list[Admission],
 
 
 def _counts(session: Connection, credential_ids: list[str]) -> defaultdict[tuple[str, str], int]:
-    rows = (session.execute(
-        select(Task.credential_id, Task.status, func.count())
-        .where(Task.credential_id.in_(credential_ids),
-               Task.status.in_((QUEUED, RUNNING)))
-        .group_by(Task.credential_id, Task.status))).all()
+    rows = session.execute(_COUNTS, {"b_ids": credential_ids}).all()
     counts: defaultdict[tuple[str, str], int] = defaultdict(int)
     for credential_id, status, count in rows:
         counts[(credential_id, status)] = int(count)
     return counts
-
-
-def _take(session: Connection, credential_id: str, amount: int) -> int | None:
-    """Subtract ``amount`` if the balance covers it (never below zero); the new balance."""
-    stmt = update(Credential).where(Credential.id == credential_id,
-                                    Credential.balance >= amount)
-    row = session.execute(
-        stmt.values(balance=Credential.balance - amount).returning(Credential.balance)
-    ).first()
-    return None if row is None else int(row[0])
 
 
 def _entry(one: Admission, balance_after: int, now: float) -> dict[str, Any]:

@@ -11,15 +11,58 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Update
 
 from imagegate.core import billing, metrics
 from imagegate.db.engine import Sessions
 from imagegate.db.models import Task
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+
+
+def _param(name: str, column: object) -> object:
+    return bindparam(name, type_=column.type)  # type: ignore[attr-defined]
+
+
+# Built once: constructing a statement costs several times what executing it does here.
+_FINISH = (
+    update(Task)
+    .where(Task.id == _param("b_id", Task.id), Task.status == RUNNING,
+           Task.lease_owner == _param("b_owner", Task.lease_owner))
+    .values(finished_at=_param("b_now", Task.finished_at), lease_owner=None, lease_until=None,
+            **{column: _param(f"b_{column}", getattr(Task, column)) for column in (
+                "status", "response", "usage", "upstream", "error_code", "error_message",
+                "callback", "callback_next_at")})
+)
+_claims: dict[tuple[str, bool], Update] = {}
+
+
+def _claim_statement(dialect: str, per_credential: bool) -> Update:
+    """The oldest queued task, taken in one statement (so one claimant per task)."""
+    key = (dialect, per_credential)
+    if key not in _claims:
+        pick = select(Task.id).where(Task.status == QUEUED)
+        if per_credential:
+            busy = aliased(Task)
+            running = (select(func.count()).select_from(busy)
+                       .where(busy.credential_id == Task.credential_id,
+                              busy.status == RUNNING).scalar_subquery())
+            pick = pick.where(running < bindparam("b_limit"))
+        pick = pick.order_by(Task.created_at).limit(1)
+        if dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        _claims[key] = (
+            update(Task)
+            .where(Task.id == pick.scalar_subquery(), Task.status == QUEUED)
+            .values(status=RUNNING, lease_owner=bindparam("b_owner"),
+                    lease_until=bindparam("b_until"), attempts=Task.attempts + 1,
+                    started_at=func.coalesce(Task.started_at, bindparam("b_now")))
+            .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
+                       Task.credits, Task.attempts))
+    return _claims[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +88,11 @@ class TaskStore:
         With ``per_credential``, tasks of a credential already running that many wait, so
         one client's queue cannot take every worker."""
         now = time.time()
+        stmt = _claim_statement(self.sessions.dialect, per_credential is not None)
         async with self.sessions.begin() as session:
-            pick = select(Task.id).where(Task.status == QUEUED)
-            if per_credential is not None:
-                busy = aliased(Task)
-                running = (select(func.count()).select_from(busy)
-                           .where(busy.credential_id == Task.credential_id,
-                                  busy.status == RUNNING).scalar_subquery())
-                pick = pick.where(running < per_credential)
-            pick = pick.order_by(Task.created_at).limit(1)
-            if session.bind.dialect.name == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            row = (await session.execute(
-                update(Task)
-                .where(Task.id == pick.scalar_subquery(), Task.status == QUEUED)
-                .values(status=RUNNING, lease_owner=owner, lease_until=now + self.lease,
-                        attempts=Task.attempts + 1,
-                        started_at=func.coalesce(Task.started_at, now))
-                .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
-                           Task.credits, Task.attempts)
-            )).first()
+            row = (await session.execute(stmt, {
+                "b_owner": owner, "b_until": now + self.lease, "b_now": now,
+                "b_limit": per_credential})).first()
         return Claimed(*row) if row else None
 
     async def renew(self, owners: set[str]) -> set[str]:
@@ -93,19 +121,24 @@ class TaskStore:
                                   response=response)
 
     async def _finish(self, task_id: str, owner: str, credential_id: str, cost: int,
-                      has_callback: bool, **values: Any) -> bool:
+                      has_callback: bool, *, status: str, response: dict[str, Any],
+                      usage: dict[str, Any] | None = None, upstream: str | None = None,
+                      error_code: str | None = None, error_message: str | None = None
+                      ) -> bool:
         now = time.time()
-        if has_callback:
-            values.update(callback={"state": "pending", "attempts": []}, callback_next_at=now)
+        values = {
+            "b_id": task_id, "b_owner": owner, "b_now": now, "b_status": status,
+            "b_response": response, "b_usage": usage, "b_upstream": upstream,
+            "b_error_code": error_code, "b_error_message": error_message,
+            "b_callback": {"state": "pending", "attempts": []} if has_callback else None,
+            "b_callback_next_at": now if has_callback else None,
+        }
 
         def work(session: Connection) -> bool:
-            result = session.execute(
-                update(Task).where(Task.id == task_id, Task.status == RUNNING,
-                                   Task.lease_owner == owner)
-                .values(finished_at=now, lease_owner=None, lease_until=None, **values))
+            result = session.execute(_FINISH, values)
             if not result.rowcount:  # type: ignore[attr-defined]
                 return False  # lost the lease: whoever holds the task now will bill it
-            if values["status"] == SUCCEEDED:
+            if status == SUCCEEDED:
                 billing.settle(session, credential_id, task_id, cost)
             else:
                 billing.release(session, credential_id, task_id, cost)

@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,6 +24,7 @@ from sqlalchemy.pool import SingletonThreadPool
 
 T = TypeVar("T")
 MIGRATION_LOCK = 0x1D6A7E  # advisory lock id so several nodes can start at once on PostgreSQL
+CHECKPOINT_EVERY = 500  # SQLite: inline write transactions between WAL checkpoints
 
 
 def normalize_url(url: str) -> str:
@@ -79,12 +81,18 @@ class Sessions:
         self.write_engine = make_engine(url, writer=True) if sqlite else self.engine
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
-        # SQLite: hot write transactions run whole in one thread on a plain sqlite3
-        # connection (one hop instead of one per statement); a lock keeps the two
-        # writers of this process from meeting in SQLite's busy handler
+        # SQLite: hot write transactions run on plain sqlite3 connections, first inline on
+        # the event loop (a commit in WAL mode without fsync takes microseconds, a thread
+        # hop ten times that), or in a thread when another process holds the write lock;
+        # a lock keeps this process's writers from meeting in SQLite's busy handler
         self._lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
         self._sync_engine = _sync_sqlite_writer(self.write_engine.url) if sqlite else None
+        self._inline_engine = (_sync_sqlite_writer(self.write_engine.url, inline=True)
+                               if sqlite else None)
+        self._inline: Connection | None = None  # opened on first use, kept for good
         self._thread = ThreadPoolExecutor(1, "imagegate-sqlite") if sqlite else None
+        self._since_checkpoint = 0
+        self._checkpoint: asyncio.Future[None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -110,13 +118,51 @@ class Sessions:
                 return await conn.run_sync(work)
         assert self._lock is not None
         async with self._lock:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._write_in_thread, work)
+            done, result = self._write_inline(work)
+            if not done:  # another process holds the write lock: wait for it off the loop
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._write_in_thread, work)
+        self._after_commit()
+        return result
+
+    def _write_inline(self, work: Callable[[Connection], T]) -> tuple[bool, T | None]:
+        """(False, None) when the write lock is taken, before ``work`` has run at all."""
+        if self._inline is None:
+            assert self._inline_engine is not None
+            self._inline = self._inline_engine.connect()
+        conn = self._inline
+        try:
+            transaction = conn.begin()  # BEGIN IMMEDIATE, which fails at once if busy
+        except OperationalError as e:
+            conn.rollback()
+            if "locked" in str(e.orig) or "busy" in str(e.orig):
+                return False, None
+            raise
+        with transaction:
+            return True, work(conn)
 
     def _write_in_thread(self, work: Callable[[Connection], T]) -> T:
         assert self._sync_engine is not None
         with self._sync_engine.begin() as conn:
             return work(conn)
+
+    def _after_commit(self) -> None:
+        """Inline commits never checkpoint (that may fsync); every so many, a thread does."""
+        self._since_checkpoint += 1
+        if self._since_checkpoint < CHECKPOINT_EVERY or (
+                self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._since_checkpoint = 0
+        self._checkpoint = asyncio.get_running_loop().run_in_executor(
+            self._thread, self._checkpoint_in_thread)
+
+    def _checkpoint_in_thread(self) -> None:
+        assert self._sync_engine is not None
+        try:
+            with self._sync_engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # noqa: BLE001 - a later checkpoint (or any reader's) catches up
+            pass
 
     async def upgrade(self) -> None:
         await upgrade(self.write_engine)
@@ -126,21 +172,33 @@ class Sessions:
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
         if self._sync_engine is not None and self._thread is not None:
+            if self._checkpoint is not None:
+                await self._checkpoint
             await asyncio.get_running_loop().run_in_executor(self._thread,
                                                              self._sync_engine.dispose)
             self._thread.shutdown(wait=False)
+        if self._inline is not None:
+            self._inline.close()
+        if self._inline_engine is not None:
+            self._inline_engine.dispose()
 
 
-def _sync_sqlite_writer(url: URL) -> Engine:
-    """A pysqlite engine on the same file: one connection, BEGIN IMMEDIATE, WAL."""
+def _sync_sqlite_writer(url: URL, *, inline: bool = False) -> Engine:
+    """A pysqlite engine on the same file: one connection, BEGIN IMMEDIATE, WAL.
+
+    ``inline``: for the event loop's own thread, so it must never wait: no busy timeout,
+    and no automatic checkpoints (see ``Sessions._after_commit``)."""
     engine = create_engine(url.set(drivername="sqlite"), poolclass=SingletonThreadPool,
-                           connect_args={"timeout": 30})
+                           connect_args={"timeout": 0 if inline else 30})
+    pragmas = ["journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
+               "busy_timeout=0" if inline else "busy_timeout=30000"]
+    if inline:
+        pragmas.append("wal_autocheckpoint=0")
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON",
-                       "busy_timeout=30000"):
+        for pragma in pragmas:
             dbapi_conn.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")

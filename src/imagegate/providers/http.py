@@ -23,6 +23,7 @@ from imagegate.providers.base import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from imagegate.providers.pool import ShardedClient
 
 MAX_DOWNLOAD = 50 * 1024 * 1024
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation", "content_filter"}
@@ -30,11 +31,8 @@ _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": 
 
 
 def make_client(timeout: float, max_connections: int, headers: dict[str, str] | None = None
-                ) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=max_connections,
-                          max_keepalive_connections=max_connections, keepalive_expiry=60)
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                             limits=limits, headers=headers, follow_redirects=False)
+                ) -> ShardedClient:
+    return ShardedClient(timeout, max_connections, headers)
 
 
 def safe_url(url: str) -> str:
@@ -136,7 +134,7 @@ async def checked_image(upstream: str, data: bytes) -> str:
     return mime
 
 
-async def download(client: httpx.AsyncClient, upstream: str, url: str, *,
+async def download(client: ShardedClient, upstream: str, url: str, *,
                    max_bytes: int = MAX_DOWNLOAD, seconds: float = 60.0) -> bytes:
     """Fetch a url-style result: image content type only, size capped, never a redirect loop."""
     shown = safe_url(url)
