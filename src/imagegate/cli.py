@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 
 from imagegate import logging as logs
+from imagegate.cli_client import generate, tasks_app
+from imagegate.cli_fake import fake_upstream
 from imagegate.cli_tokens import tokens
 from imagegate.core.registry import ConfigError
 from imagegate.settings import Settings
@@ -17,6 +19,9 @@ from imagegate.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="imagegate: an OpenAI-compatible image generation gateway.")
 app.add_typer(tokens, name="tokens")
+app.add_typer(tasks_app, name="tasks")
+app.command()(generate)
+app.command("fake-upstream")(fake_upstream)
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)
@@ -158,97 +163,6 @@ def worker(
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         pass
-
-
-BaseUrl = Annotated[str, typer.Option(envvar="IMAGEGATE_BASE_URL",
-                                      help="The gateway [env IMAGEGATE_BASE_URL]")]
-Token = Annotated[str | None, typer.Option(envvar="IMAGEGATE_TOKEN",
-                                           help="API token [env IMAGEGATE_TOKEN]")]
-
-
-@app.command()
-def generate(
-    prompt: Annotated[str, typer.Argument(help="What to draw")],
-    model: Annotated[str, typer.Option(help="Model name")] = "nano-banana",
-    size: Annotated[str | None, typer.Option(help="WxH, e.g. 1536x1024")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="How many images")] = None,
-    quality: Annotated[str | None, typer.Option(help="Quality, per model family")] = None,
-    style: Annotated[str | None, typer.Option(help="dall-e-3: vivid or natural")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="png, jpeg or webp")] = None,
-    background: Annotated[str | None, typer.Option(help="gpt-image: transparent…")] = None,
-    response_format: Annotated[str | None, typer.Option(help="url or b64_json")] = None,
-    is_async: Annotated[bool, typer.Option("--async", help="Submit, then poll the task")
-                        ] = False,
-    out: Annotated[Path, typer.Option(help="Directory for the images")] = Path("."),
-    base_url: BaseUrl = "http://127.0.0.1:8000",
-    token: Token = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer")] = 900.0,
-) -> None:
-    """Generate images and save them; prints each file's path and the task id."""
-    from imagegate.client import Client, ClientError
-
-    if not token:
-        err.print("error: no token: pass --token or set IMAGEGATE_TOKEN")
-        raise typer.Exit(2)
-    body: dict[str, Any] = {"model": model, "prompt": prompt}
-    for key, value in (("size", size), ("n", n), ("quality", quality), ("style", style),
-                       ("output_format", fmt), ("background", background),
-                       ("response_format", response_format)):
-        if value is not None:
-            body[key] = value
-    if is_async:
-        body["async"] = True
-    client = Client(base_url, token, timeout=timeout, console=err)
-    try:
-        task_id, paths = client.generate(body, out)
-    except ClientError as e:
-        err.print(e.message, markup=False, highlight=False)
-        raise typer.Exit(e.exit_code) from None
-    finally:
-        client.close()
-    for path in paths:
-        print(path)
-    print(f"task {task_id}")
-
-
-tasks_app = typer.Typer(no_args_is_help=True, help="Look at tasks on a gateway.")
-app.add_typer(tasks_app, name="tasks")
-
-
-@tasks_app.command("get")
-def tasks_get(task_id: Annotated[str, typer.Argument(help="The task id")],
-              base_url: BaseUrl = "http://127.0.0.1:8000", token: Token = None) -> None:
-    """Print a task as JSON."""
-    from imagegate.client import Client, ClientError, dumps
-
-    if not token:
-        err.print("error: no token: pass --token or set IMAGEGATE_TOKEN")
-        raise typer.Exit(2)
-    client = Client(base_url, token, console=err)
-    try:
-        print(dumps(client.task(task_id)))
-    except ClientError as e:
-        err.print(e.message, markup=False, highlight=False)
-        raise typer.Exit(e.exit_code) from None
-    finally:
-        client.close()
-
-
-@app.command("fake-upstream")
-def fake_upstream(
-    kind: Annotated[str, typer.Argument(help="openai or gemini")],
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 9000,
-    api_key: Annotated[str, typer.Option(help="The key clients must send")] = "test-key",
-) -> None:
-    """Run a fake OpenAI or Gemini upstream (for tests and demos; no internet needed)."""
-    from imagegate.testing import serve_forever
-
-    if kind not in ("openai", "gemini"):
-        err.print("kind must be openai or gemini")
-        raise typer.Exit(2)
-    print(f"fake {kind} upstream on http://{host}:{port} (api key {api_key!r})", flush=True)
-    serve_forever(kind, host, port, api_key)
 
 
 def main() -> None:

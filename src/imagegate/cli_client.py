@@ -1,0 +1,82 @@
+"""`imagegate generate` and `imagegate tasks get`: the command-line client of a gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+BaseUrl = Annotated[str, typer.Option(envvar="IMAGEGATE_BASE_URL",
+                                      help="The gateway [env IMAGEGATE_BASE_URL]")]
+Token = Annotated[str | None, typer.Option(envvar="IMAGEGATE_TOKEN",
+                                           help="API token [env IMAGEGATE_TOKEN]")]
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to draw")],
+    model: Annotated[str, typer.Option(help="Model name")] = "nano-banana",
+    size: Annotated[str | None, typer.Option(help="WxH, e.g. 1536x1024")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="How many images")] = None,
+    quality: Annotated[str | None, typer.Option(help="Quality, per model family")] = None,
+    style: Annotated[str | None, typer.Option(help="dall-e-3: vivid or natural")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="png, jpeg or webp")] = None,
+    background: Annotated[str | None, typer.Option(help="gpt-image: transparent…")] = None,
+    response_format: Annotated[str | None, typer.Option(help="url or b64_json")] = None,
+    is_async: Annotated[bool, typer.Option("--async", help="Submit, then poll the task")
+                        ] = False,
+    out: Annotated[Path, typer.Option(help="Directory for the images")] = Path("."),
+    base_url: BaseUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer")] = 900.0,
+) -> None:
+    """Generate images and save them; prints each file's path and the task id."""
+    from imagegate.client import Client, ClientError
+
+    if not token:
+        err.print("error: no token: pass --token or set IMAGEGATE_TOKEN")
+        raise typer.Exit(2)
+    body: dict[str, Any] = {"model": model, "prompt": prompt}
+    for key, value in (("size", size), ("n", n), ("quality", quality), ("style", style),
+                       ("output_format", fmt), ("background", background),
+                       ("response_format", response_format)):
+        if value is not None:
+            body[key] = value
+    if is_async:
+        body["async"] = True
+    client = Client(base_url, token, timeout=timeout, console=err)
+    try:
+        task_id, paths = client.generate(body, out)
+    except ClientError as e:
+        err.print(e.message, markup=False, highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    finally:
+        client.close()
+    for path in paths:
+        print(path)
+    print(f"task {task_id}")
+
+
+tasks_app = typer.Typer(no_args_is_help=True, help="Look at tasks on a gateway.")
+
+
+@tasks_app.command("get")
+def tasks_get(task_id: Annotated[str, typer.Argument(help="The task id")],
+              base_url: BaseUrl = "http://127.0.0.1:8000", token: Token = None) -> None:
+    """Print a task as JSON."""
+    from imagegate.client import Client, ClientError, dumps
+
+    if not token:
+        err.print("error: no token: pass --token or set IMAGEGATE_TOKEN")
+        raise typer.Exit(2)
+    client = Client(base_url, token, console=err)
+    try:
+        print(dumps(client.task(task_id)))
+    except ClientError as e:
+        err.print(e.message, markup=False, highlight=False)
+        raise typer.Exit(e.exit_code) from None
+    finally:
+        client.close()
