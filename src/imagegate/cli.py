@@ -88,7 +88,8 @@ def serve(
             print(f"demo token: {demo}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=int(settings.shutdown_grace), backlog=4096)
+                timeout_graceful_shutdown=int(settings.shutdown_grace), backlog=4096,
+                forwarded_allow_ips=settings.forwarded_allow_ips)
 
 
 async def _prepare(settings: Settings) -> str | None:

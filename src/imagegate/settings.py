@@ -13,7 +13,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMAGEGATE_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path("imagegate-data")
     config: Path | None = None  # model registry YAML; None = the packaged one
     database_url: str | None = None  # default: SQLite in data_dir
@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     files_base_url: str | None = None  # image URLs; default <public_base_url>/files (a CDN?)
     storage_options: dict[str, Any] = Field(default_factory=dict)  # obstore config, e.g. endpoint
     redis_url: str | None = None  # shared rate limits and prompt worker wake-ups
+    db_pool_size: int = Field(default=10, ge=1)  # PostgreSQL connections kept per process
+    db_max_overflow: int = Field(default=20, ge=0)  # extra connections under load
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     migrate: bool = True  # apply database migrations on start
     sandbox: bool = False
     sandbox_latency: float = 0.0

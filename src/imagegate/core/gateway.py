@@ -65,7 +65,9 @@ class Gateway:
         if settings.sandbox:
             registry = registry.sandboxed()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sessions = db.Sessions(settings.resolved_database_url())
+        sessions = db.Sessions(settings.resolved_database_url(),
+                               pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_max_overflow)
         if settings.migrate:
             await sessions.upgrade()
         store = ImageStore(settings.resolved_storage_url(), **settings.storage_options)

@@ -19,8 +19,6 @@ from imagegate.core import metrics
 from imagegate.core.channels import ChannelRouter
 from imagegate.core.errors import (
     ApiError,
-    BadRequest,
-    Forbidden,
     ModelUnavailable,
     Timeout,
     UpstreamFailed,
@@ -34,14 +32,11 @@ from imagegate.core.params import Params, validate
 from imagegate.core.registry import ModelConfig, Registry
 from imagegate.core.ssrf import CallbackPolicy
 from imagegate.core.tasks import QUEUED, RUNNING, Claimed, TaskStore
+from imagegate.core.upstream_errors import provider_error_to_api
 from imagegate.db.models import MICRO, Credential
 from imagegate.providers.base import (
-    ContentBlocked,
-    DeadlineExceeded,
     ImageRequest,
     ProviderError,
-    UpstreamAuthError,
-    UpstreamRejected,
 )
 
 log = structlog.get_logger("imagegate.generation")
@@ -63,18 +58,6 @@ class Job:
 class Outcome:
     body: dict[str, Any]
     credits: int
-
-
-def provider_error_to_api(error: ProviderError) -> ApiError:
-    if isinstance(error, ContentBlocked):
-        return Forbidden(f"content moderation rejected the request: {error.message}")
-    if isinstance(error, UpstreamRejected):
-        return BadRequest(f"the upstream rejected the request: {error.message}")
-    if isinstance(error, DeadlineExceeded):
-        return Timeout(f"the image was not ready in time: {error.message}")
-    if isinstance(error, UpstreamAuthError):
-        return UpstreamFailed(error.message)
-    return UpstreamFailed(f"upstream failed: {error.message}")
 
 
 def image_request(model: ModelConfig, params: Params) -> ImageRequest:
