@@ -79,6 +79,10 @@ def test_wrong_content_type(client: httpx.Client) -> None:
     ({"model": "gpt-image-2", "prompt": "x", "moderation": "off"}, ["moderation", "low, auto"]),
     ({"model": "dall-e-3", "prompt": "x", "async": "yes"}, ["async", "true or false"]),
     ({"model": "dall-e-3", "prompt": "x", "trace_id": "t" * 129}, ["trace_id", "128"]),
+    ({"prompt": "x", "model": 7}, ["model", "dall-e-3", "nano-banana-pro"]),
+    ({"prompt": "x"}, ["model", "required", "gpt-image-2"]),
+    ({"model": "dall-e-3", "prompt": "x", "n": "2"}, ["n must be 1", '"2"']),
+    ({"model": "gpt-image-2", "prompt": "x", "quality": "q" * 5000}, ["quality", "..."]),
 ])
 def test_invalid_fields(client: httpx.Client, payload: dict[str, object],
                         words: list[str]) -> None:
@@ -102,6 +106,25 @@ def test_bad_sizes_per_family(client: httpx.Client, model: str, size: object,
                               words: list[str]) -> None:
     r = client.post(GEN, json={"model": model, "prompt": "x", "size": size})
     assert_error(r, 400, "bad_request", *words)
+
+
+@pytest.mark.parametrize("trace_id", ["a\r\nSet-Cookie: x=1", "t\x00", "caf\u00e9", "two words",
+                                      " ", ""])
+def test_trace_ids_that_cannot_go_in_a_header(client: httpx.Client, trace_id: str) -> None:
+    r = client.post(GEN, json={"model": "dall-e-3", "prompt": "x", "trace_id": trace_id})
+    body = assert_error(r, 400, "bad_request", "trace_id", "visible ASCII")
+    assert body["trace_id"] != trace_id  # the server's own id, not the rejected one
+
+
+def test_a_byte_order_mark_is_accepted(client: httpx.Client) -> None:
+    r = client.post(GEN, content=b'\xef\xbb\xbf{"model": "nano-banana", "prompt": "x"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+
+
+def test_long_values_are_cut_short_in_messages(client: httpx.Client) -> None:
+    r = client.post(GEN, json={"model": "gpt-image-2", "prompt": "x", "quality": "q" * 5000})
+    assert len(r.json()["error"]["message"]) < 200
 
 
 def test_unknown_fields_are_ignored(client: httpx.Client) -> None:

@@ -87,3 +87,23 @@ def test_models_list(client: httpx.Client) -> None:
 
 def test_models_need_a_token(sandbox: GatewayServer) -> None:
     assert httpx.get(sandbox.url + "/v1/models").status_code == 401
+
+
+def test_head_health_and_one_model(client: httpx.Client, sandbox: GatewayServer) -> None:
+    assert httpx.head(sandbox.url + "/healthz").status_code == 200
+    assert httpx.head(sandbox.url + "/readyz").status_code == 200
+    one = client.get("/v1/models/nano-banana-2")
+    assert one.status_code == 200 and one.json()["id"] == "nano-banana-2"
+    assert one.json()["price"] == 0.28
+    missing = client.get("/v1/models/midjourney")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "no_api"
+
+
+def test_every_success_says_what_it_charged(client: httpx.Client) -> None:
+    submitted = client.post("/openai/images/generations",
+                            json={"model": "nano-banana", "prompt": "x", "async": True})
+    assert submitted.status_code == 200 and submitted.headers["x-credits-charged"] == "0"
+    for r in (client.get("/v1/models"),
+              client.post("/openai/tasks", json={"action": "retrieve",
+                                                 "id": submitted.json()["task_id"]})):
+        assert r.status_code == 200 and r.headers["x-credits-charged"] == "0"

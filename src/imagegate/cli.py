@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,8 +15,14 @@ from imagegate import logging as logs
 from imagegate.cli_client import generate, tasks_app
 from imagegate.cli_fake import fake_upstream
 from imagegate.cli_tokens import tokens
-from imagegate.core.registry import ConfigError
 from imagegate.settings import Settings
+from imagegate.startup import (
+    StartupError,
+    check_config,
+    check_storage,
+    open_database,
+    settings_from,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="imagegate: an OpenAI-compatible image generation gateway.")
@@ -30,10 +38,13 @@ DataDir = Annotated[Path | None, typer.Option(help="Data directory [env IMAGEGAT
                                               "default ./imagegate-data]")]
 DatabaseUrl = Annotated[str | None, typer.Option(help="Database URL [env IMAGEGATE_DATABASE_URL; "
                                                  "default SQLite in the data directory]")]
+LogLevel = Annotated[str | None, typer.Option(
+    help="debug, info, warning, error [env IMAGEGATE_LOG_LEVEL; default info]")]
 
 
-def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def _fail(message: str) -> typer.Exit:
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
 
 
 @app.command()
@@ -59,24 +70,23 @@ def serve(
         help="In-process task workers; 0 runs the API only [default 4]")] = None,
     migrate: Annotated[bool, typer.Option(
         help="Apply database migrations on start")] = True,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_level: LogLevel = None,
 ) -> None:
     """Run the gateway."""
     import uvicorn
 
     from imagegate.api.app import create_app
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, config=config,
-                         sandbox=sandbox or None, database_url=database_url,
-                         storage_url=storage_url, public_base_url=public_base_url,
-                         files_base_url=files_base_url, redis_url=redis_url, workers=workers,
-                         migrate=None if migrate else False, log_level=log_level)
-    logs.configure(settings.log_level, settings.log_json)
     try:
+        settings = settings_from(
+            host=host, port=port, data_dir=data_dir, config=config, sandbox=sandbox or None,
+            database_url=database_url, storage_url=storage_url, public_base_url=public_base_url,
+            files_base_url=files_base_url, redis_url=redis_url, workers=workers,
+            migrate=None if migrate else False, log_level=log_level)
+        logs.configure(settings.log_level, settings.log_json)
         demo = asyncio.run(_prepare(settings))
-    except ConfigError as e:
-        err.print(f"[red]config error:[/red] {e}")
-        raise typer.Exit(2) from None
+    except StartupError as e:
+        raise _fail(str(e)) from None
     base = settings.resolved_public_base_url()
     print(f"imagegate listening on http://{settings.host}:{settings.port}", flush=True)
     if settings.sandbox:
@@ -87,55 +97,67 @@ def serve(
         if demo:
             print(f"demo token: {demo}", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=int(settings.shutdown_grace), backlog=4096,
+                log_level=settings.log_level, access_log=False,
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace), backlog=4096,
                 forwarded_allow_ips=settings.forwarded_allow_ips)
 
 
 async def _prepare(settings: Settings) -> str | None:
-    """Migrate, check the config, and in sandbox mode make sure a demo token exists."""
-    from imagegate.core import credentials
-    from imagegate.core.money import to_micro
-    from imagegate.core.registry import load_registry
-    from imagegate.db import engine as db
-
-    load_registry(settings.config)
+    """Check the config, storage and database, migrate, and in sandbox mode make sure a
+    working demo token exists."""
+    check_config(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sessions = db.Sessions(settings.resolved_database_url())
+    check_storage(settings)
+    sessions = await open_database(settings, migrate=settings.migrate)
     try:
-        if settings.migrate:
-            await sessions.upgrade()
-        if not settings.sandbox:
-            return None
-        demo_file = settings.data_dir / "demo-token"
-        if demo_file.exists():
-            return demo_file.read_text().strip()
-        async with sessions.begin() as session:
-            issued = await credentials.create_credential(
-                session, name="demo", credits_micro=to_micro(settings.demo_credits))
-        demo_file.write_text(issued.token + "\n")
-        demo_file.chmod(0o600)
-        return issued.token
+        return await _demo_token(settings, sessions) if settings.sandbox else None
     finally:
         await sessions.dispose()
+
+
+async def _demo_token(settings: Settings, sessions: Any) -> str:
+    """The saved demo token if it still works here (the database may be new), else a new one."""
+    from sqlalchemy import select
+
+    from imagegate.api.deps import IMAGES_SCOPE
+    from imagegate.core import credentials
+    from imagegate.core.errors import ApiError
+    from imagegate.core.money import to_micro
+    from imagegate.db.models import Credential
+
+    demo_file = settings.data_dir / "demo-token"
+    if demo_file.exists():
+        token = demo_file.read_text().strip()
+        async with sessions() as session:
+            cred = (await session.execute(select(Credential).where(
+                Credential.token_hash == credentials.hash_token(token)))).scalar_one_or_none()
+        try:
+            if cred is not None:
+                credentials.check_usable(cred, IMAGES_SCOPE)
+                return token
+        except ApiError:
+            pass
+    async with sessions.begin() as session:
+        issued = await credentials.create_credential(
+            session, name="demo", credits_micro=to_micro(settings.demo_credits))
+    demo_file.write_text(issued.token + "\n")
+    demo_file.chmod(0o600)
+    return issued.token
 
 
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Apply database migrations (safe to run from several nodes at once)."""
-    from imagegate.db import engine as db
 
-    settings = _settings(data_dir=data_dir, database_url=database_url)
-
-    async def run() -> None:
+    async def run(settings: Settings) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sessions = db.Sessions(settings.resolved_database_url())
-        try:
-            await sessions.upgrade()
-        finally:
-            await sessions.dispose()
+        sessions = await open_database(settings, migrate=True)
+        await sessions.dispose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run(settings_from(data_dir=data_dir, database_url=database_url)))
+    except StartupError as e:
+        raise _fail(str(e)) from None
     print("database is at the latest schema")
 
 
@@ -145,25 +167,44 @@ def worker(
     config: Annotated[Path | None, typer.Option(help="Model registry YAML")] = None,
     database_url: DatabaseUrl = None,
     storage_url: Annotated[str | None, typer.Option(help="Image storage URL")] = None,
-    public_base_url: Annotated[str | None, typer.Option(help="Base of image URLs")] = None,
+    public_base_url: Annotated[str | None, typer.Option(
+        help="The API's public URL, the base of image URLs [env IMAGEGATE_PUBLIC_BASE_URL]")
+    ] = None,
+    files_base_url: Annotated[str | None, typer.Option(
+        help="Base of image URLs, e.g. a CDN [env IMAGEGATE_FILES_BASE_URL]")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        help="Redis for prompt wake-ups [env IMAGEGATE_REDIS_URL]")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Tasks run at once [default 4]")] = None,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the sandbox provider")] = False,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_level: LogLevel = None,
 ) -> None:
     """Run task workers only (no API), sharing the database with `imagegate serve` nodes."""
     from imagegate.worker.service import run_worker
 
-    settings = _settings(data_dir=data_dir, config=config, database_url=database_url,
-                         storage_url=storage_url, public_base_url=public_base_url,
-                         workers=concurrency, sandbox=sandbox or None, log_level=log_level)
-    logs.configure(settings.log_level, settings.log_json)
     try:
+        settings = settings_from(
+            data_dir=data_dir, config=config, database_url=database_url,
+            storage_url=storage_url, public_base_url=public_base_url,
+            files_base_url=files_base_url, redis_url=redis_url, workers=concurrency,
+            sandbox=sandbox or None, log_level=log_level)
+        if not (settings.public_base_url or settings.files_base_url):
+            # a worker has no address of its own: image URLs and callbacks would be wrong
+            raise StartupError(
+                "a worker needs the API's public URL for the image URLs it writes: pass "
+                "--public-base-url (or --files-base-url), or set IMAGEGATE_PUBLIC_BASE_URL")
+        logs.configure(settings.log_level, settings.log_json)
+        check_config(settings)
+        check_storage(settings)
+        asyncio.run(_check_database(settings))
+    except StartupError as e:
+        raise _fail(str(e)) from None
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings))
-    except ConfigError as e:
-        err.print(f"[red]config error:[/red] {e}")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        pass
+
+
+async def _check_database(settings: Settings) -> None:
+    sessions = await open_database(settings, migrate=settings.migrate)
+    await sessions.dispose()
 
 
 def main() -> None:

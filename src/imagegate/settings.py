@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(BaseSettings):
@@ -59,6 +61,13 @@ class Settings(BaseSettings):
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
     log_level: str = "info"
     log_json: bool | None = None  # None: JSON when stderr is not a terminal
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

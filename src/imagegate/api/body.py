@@ -8,6 +8,7 @@ import orjson
 from fastapi import Request
 
 from imagegate.core.errors import BadRequest, RequestTooLarge, UnsupportedMediaType
+from imagegate.core.params import json_type
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -30,7 +31,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise RequestTooLarge(f"request body is over the {limit} byte limit")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = b"".join(chunks).removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (PowerShell sends one)
     if not raw.strip():
         raise BadRequest("request body is empty; send a JSON object")
     try:
@@ -38,5 +39,5 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
-        raise BadRequest(f"request body must be a JSON object; got {type(body).__name__}")
+        raise BadRequest(f"request body must be a JSON object; got {json_type(body)}")
     return body

@@ -11,6 +11,7 @@ from imagegate.api.deps import credential, gateway
 from imagegate.core.generation import Job
 from imagegate.core.idempotency import Idempotency, Replay
 from imagegate.core.money import format_credits
+from imagegate.core.params import is_trace_id
 from imagegate.db.models import Credential
 
 router = APIRouter()
@@ -21,9 +22,8 @@ router = APIRouter()
 async def generations(request: Request, cred: Credential = Depends(credential)) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
-    client_trace = body.get("trace_id")
-    if isinstance(client_trace, str) and 0 < len(client_trace) <= 128:
-        request.state.trace_id = client_trace
+    if is_trace_id(body.get("trace_id")):
+        request.state.trace_id = body["trace_id"]
     key = request.headers.get("idempotency-key")
     if key is not None:
         key = Idempotency.check_key(key)

@@ -13,6 +13,7 @@ from imagegate.core import metrics
 
 log = structlog.get_logger("imagegate.api")
 QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+NOTHING_CHARGED = (b"x-credits-charged", b"0")
 
 
 class RequestMiddleware:
@@ -39,6 +40,8 @@ class RequestMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-trace-id", state["trace_id"].encode("latin-1", "replace")))
+                if 200 <= status < 300 and not any(k == b"x-credits-charged" for k, _ in headers):
+                    headers.append(NOTHING_CHARGED)  # every success says what it cost
                 message["headers"] = headers
             await send(message)
 

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from imagegate.api.deps import credential, gateway
 from imagegate.core import metrics
 from imagegate.core.errors import InvalidToken, NoApi
+from imagegate.core.gateway import Gateway
 from imagegate.db.models import Credential
 from imagegate.storage.images import content_type_for
 
@@ -27,21 +28,30 @@ def _json(body: Any, status: int = 200) -> Response:
 @router.get("/v1/models")
 async def models(request: Request, _: Credential = Depends(credential)) -> Response:
     gw = gateway(request)
-    created = int(gw.settings.data_dir.stat().st_mtime) if gw.settings.data_dir.exists() else 0
-    data = []
-    for name, model in gw.registry.models.items():
-        missing = gw.unavailable.get(name)
-        data.append({
-            "id": name, "object": "model", "created": created, "owned_by": "imagegate",
-            "family": model.family, "available": not missing,
-            "unavailable_reason": f"set {' or '.join(missing)}" if missing else None,
-            "price": float(model.price),
-            "price_tiers": [
-                {"quality": t.quality, "size": list(t.size) if t.size else None,
-                 "price": float(t.price)} for t in model.tiers
-            ],
-        })
-    return _json({"object": "list", "data": data})
+    return _json({"object": "list",
+                  "data": [_model(gw, name) for name in gw.registry.models]})
+
+
+@router.get("/v1/models/{name}")
+async def model(name: str, request: Request, _: Credential = Depends(credential)) -> Response:
+    """One model, as the OpenAI SDK's ``models.retrieve`` expects."""
+    gw = gateway(request)
+    if name not in gw.registry.models:
+        raise NoApi(f"no model {name!r}; available: {', '.join(gw.registry.models)}")
+    return _json(_model(gw, name))
+
+
+def _model(gw: Gateway, name: str) -> dict[str, Any]:
+    model = gw.registry.models[name]
+    missing = gw.unavailable.get(name)
+    return {
+        "id": name, "object": "model", "created": gw.started, "owned_by": "imagegate",
+        "family": model.family, "available": not missing,
+        "unavailable_reason": f"set {' or '.join(missing)}" if missing else None,
+        "price": float(model.price),
+        "price_tiers": [{**t.model_dump(mode="json", exclude_none=True),
+                         "price": float(t.price)} for t in model.tiers],
+    }
 
 
 @router.api_route("/files/{key:path}", methods=["GET", "HEAD"])
@@ -72,12 +82,12 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> Response:
     return _json({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(request: Request) -> Response:
     checks = await gateway(request).ready()
     ok = all(v == "ok" for v in checks.values())

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.channels import ChannelRouter, build_provider
@@ -55,6 +55,7 @@ class Gateway:
     credentials: CredentialCache
     limiter: RateLimiter
     unavailable: dict[str, list[str]] = field(default_factory=dict)
+    started: int = field(default_factory=lambda: int(time.time()))
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -79,6 +80,9 @@ class Gateway:
             name: missing for name, model in registry.models.items()
             if (missing := registry.missing_credentials(model, env))
         }
+        for name, missing in unavailable.items():
+            log.warning("model_unavailable", model=name,
+                        reason=f"no upstream API key: set {' or '.join(missing)}")
         router = ChannelRouter(
             registry, providers, backoff_base=settings.retry_backoff_base,
             backoff_cap=settings.retry_backoff_cap, failure_threshold=settings.breaker_threshold,
@@ -150,8 +154,7 @@ class Gateway:
         """What readiness checks found; raises nothing, an entry not 'ok' means not ready."""
         checks: dict[str, str] = {}
         try:
-            async with self.sessions.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await self.sessions.ping()
             checks["database"] = "ok"
         except Exception as e:  # noqa: BLE001 - readiness reports, never raises
             checks["database"] = f"error: {type(e).__name__}"

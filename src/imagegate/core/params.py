@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from imagegate.core.errors import BadRequest, NotImplementedApi
 from imagegate.core.registry import ModelConfig, Registry
 
@@ -24,6 +26,7 @@ FORMATS = ("png", "jpeg", "webp")
 MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 MAX_TRACE_ID = 128
+_TRACE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # it goes back in a header: visible ASCII
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +59,29 @@ class Params:
         return MIME[self.output_format]
 
 
+def json_type(value: object) -> str:
+    """A value's type as JSON spells it, for error messages."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A client's value in an error message: JSON-spelled and cut short."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _choice(body: dict[str, Any], field: str, allowed: tuple[str, ...], default: str | None
             ) -> str | None:
     value = body.get(field)
     if value is None:
         return default
     if not isinstance(value, str) or value not in allowed:
-        raise BadRequest(f"{field} must be one of {', '.join(allowed)}; got {value!r}")
+        raise BadRequest(f"{field} must be one of {', '.join(allowed)}; got {shown(value)}")
     return value
 
 
@@ -74,7 +93,9 @@ def _integer(body: dict[str, Any], field: str, low: int, high: int, default: int
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{field} must be an integer from {low} to {high}; got {value!r}")
+        if low == high:
+            raise BadRequest(f"{field} must be {low} for this model; got {shown(value)}")
+        raise BadRequest(f"{field} must be an integer from {low} to {high}; got {shown(value)}")
     if not low <= value <= high:
         if low == high:
             raise BadRequest(f"{field} must be {low} for this model; got {value}")
@@ -87,10 +108,14 @@ def _string(body: dict[str, Any], field: str, max_len: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadRequest(f"{field} must be a string; got {type(value).__name__}")
+        raise BadRequest(f"{field} must be a string; got {json_type(value)}")
     if len(value) > max_len:
         raise BadRequest(f"{field} must be at most {max_len} characters; got {len(value)}")
     return value
+
+
+def is_trace_id(value: object) -> bool:
+    return isinstance(value, str) and _TRACE_ID.match(value) is not None
 
 
 def parse_size(size: str) -> tuple[int, int] | None:
@@ -131,7 +156,7 @@ def image_size_tier(width: int, height: int) -> str:
 def _size(model: ModelConfig, body: dict[str, Any]) -> tuple[str | None, int | None, int | None]:
     raw = body.get("size")
     if raw is not None and not isinstance(raw, str):
-        raise BadRequest(f"size must be a string like 1024x1024; got {raw!r}")
+        raise BadRequest(f"size must be a string like 1024x1024; got {shown(raw)}")
     if model.family == "dalle":
         size = _choice(body, "size", DALLE_SIZES, DALLE_SIZES[0])
         assert size is not None
@@ -143,7 +168,7 @@ def _size(model: ModelConfig, body: dict[str, Any]) -> tuple[str | None, int | N
         if model.sizes == "flexible":
             dims = parse_size(raw)
             if dims is None:
-                raise BadRequest(f"size must be auto or WxH (e.g. 1536x1024); got {raw!r}")
+                raise BadRequest(f"size must be auto or WxH (e.g. 1536x1024); got {shown(raw)}")
             why = check_gpt_image_2_size(*dims)
             if why:
                 raise BadRequest(
@@ -162,29 +187,28 @@ def _size(model: ModelConfig, body: dict[str, Any]) -> tuple[str | None, int | N
     dims = parse_size(raw)
     if dims is None or max(dims) > 8192:
         raise BadRequest(
-            f"size must be WxH with sides up to 8192 (e.g. 1024x1024, 1792x1024); got {raw!r}"
+            f"size must be WxH with sides up to 8192 (e.g. 1024x1024, 1792x1024); got {shown(raw)}"
         )
     return raw, dims[0], dims[1]
 
 
 def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
     name = body.get("model")
+    available = ", ".join(registry.models)
     if name is None or name == "":
-        raise BadRequest("model is required")
+        raise BadRequest(f"model is required; available: {available}")
     if not isinstance(name, str):
-        raise BadRequest(f"model must be a string; got {name!r}")
+        raise BadRequest(f"model must be a string (one of {available}); got {shown(name)}")
     model = registry.model(name)
     if model is None:
-        raise NotImplementedApi(
-            f"model {name!r} is not supported; available: {', '.join(registry.models)}"
-        )
+        raise NotImplementedApi(f"model {shown(name)} is not supported; available: {available}")
     family = model.family
 
     prompt = body.get("prompt")
     if prompt is None:
         raise BadRequest("prompt is required")
     if not isinstance(prompt, str):
-        raise BadRequest(f"prompt must be a string; got {type(prompt).__name__}")
+        raise BadRequest(f"prompt must be a string; got {json_type(prompt)}")
     if not prompt.strip():
         raise BadRequest("prompt must not be empty")
     limit = PROMPT_LIMITS[family]
@@ -196,6 +220,9 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
     response_format = _choice(body, "response_format", ("url", "b64_json"), "url")
     user = _string(body, "user", 256)
     trace_id = _string(body, "trace_id", MAX_TRACE_ID)
+    if trace_id is not None and not is_trace_id(trace_id):
+        raise BadRequest(f"trace_id must be 1 to {MAX_TRACE_ID} visible ASCII characters "
+                         "(no spaces or control characters)")
     callback_url = _string(body, "callback_url", 2048)
     is_async = body.get("async", False)
     if is_async is None:

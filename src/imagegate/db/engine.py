@@ -167,6 +167,11 @@ class Sessions:
     async def upgrade(self) -> None:
         await upgrade(self.write_engine)
 
+    async def ping(self) -> None:
+        """Raises when the database cannot be reached."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.write_engine is not self.engine:

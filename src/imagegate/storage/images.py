@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import obstore
 from obstore.store import ObjectStore, from_url
@@ -40,7 +42,10 @@ class ImageStore:
         self.url = url
         self.root: Path | None = None
         if url.startswith("file://"):
-            self.root = Path(url.removeprefix("file://")).resolve()
+            parts = urlsplit(url)
+            if parts.netloc not in ("", "localhost"):
+                raise ValueError(f"a file URL needs an absolute path (file:///dir); got {url}")
+            self.root = Path(url2pathname(parts.path)).resolve()
             self.root.mkdir(parents=True, exist_ok=True)
             options.setdefault("mkdir", True)
         self.store: ObjectStore = from_url(url, **options)  # type: ignore[arg-type]
