@@ -117,12 +117,12 @@ class GenerationService:
         """Validate, record the task and hold its cost, all before any upstream call."""
         model, params = self.prepare(body)
         is_async = params.is_async or params.callback_url is not None
-        if params.callback_url is not None:
-            await self.policy.check_submission(params.callback_url)
-        if idempotency_key is not None:
+        if idempotency_key is not None:  # a replay is answered even if DNS changed since
             replay = await self.idempotency.find(credential.id, idempotency_key, body)
             if replay is not None:
                 return replay
+        if params.callback_url is not None:
+            await self.policy.check_submission(params.callback_url)
         job = Job(task_id=str(uuid.uuid4()), trace_id=params.trace_id or trace_id,
                   credential_id=credential.id, model=model, params=params,
                   cost=self.cost_of(model, params))

@@ -18,7 +18,7 @@ from sqlalchemy.sql import Update
 
 from imagegate.core import billing, metrics
 from imagegate.db.engine import Sessions
-from imagegate.db.models import Task
+from imagegate.db.models import Credential, Task
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 
@@ -50,7 +50,10 @@ def _claim_statement(dialect: str, per_credential: bool) -> Update:
             running = (select(func.count()).select_from(busy)
                        .where(busy.credential_id == Task.credential_id,
                               busy.status == RUNNING).scalar_subquery())
-            pick = pick.where(running < bindparam("b_limit"))
+            own = (select(func.coalesce(Credential.rate_limits["concurrency"].as_integer(),
+                                        bindparam("b_limit")))
+                   .where(Credential.id == Task.credential_id).scalar_subquery())
+            pick = pick.where(running < own)
         pick = pick.order_by(Task.created_at).limit(1)
         if dialect == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
@@ -85,8 +88,9 @@ class TaskStore:
     async def claim(self, owner: str, per_credential: int | None = None) -> Claimed | None:
         """Take the oldest queued task, or None. One statement: one claimant per task.
 
-        With ``per_credential``, tasks of a credential already running that many wait, so
-        one client's queue cannot take every worker."""
+        With ``per_credential`` (the default for credentials without a concurrency limit of
+        their own), tasks of a credential already running its limit wait, so one client's
+        queue cannot take every worker."""
         now = time.time()
         stmt = _claim_statement(self.sessions.dialect, per_credential is not None)
         async with self.sessions.begin() as session:
