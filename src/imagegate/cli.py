@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,9 +72,7 @@ def serve(
     log_level: LogLevel = None,
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
-    from imagegate.api.app import create_app
+    from imagegate.api.app import create_app, run
 
     try:
         settings = settings_from(
@@ -96,10 +93,7 @@ def serve(
               "-d '{\"model\": \"nano-banana\", \"prompt\": \"a red apple\"}'", flush=True)
         if demo:
             print(f"demo token: {demo}", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=False,
-                timeout_graceful_shutdown=math.ceil(settings.shutdown_grace), backlog=4096,
-                forwarded_allow_ips=settings.forwarded_allow_ips)
+    run(create_app(settings), settings, backlog=4096)
 
 
 async def _prepare(settings: Settings) -> str | None:

@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api import account, admin, errors, images, playground, system, tasks
 from imagegate.api.middleware import RequestMiddleware
+from imagegate.api.serving import Server
 from imagegate.core.gateway import Gateway
 from imagegate.settings import Settings
 from imagegate.worker.runner import Worker
+
+
+class Node:
+    """This process's gateway and workers, and the one deadline they stop by."""
+
+    def __init__(self, gateway: Gateway, worker: Worker | None, grace: float) -> None:
+        self.gateway = gateway
+        self.worker = worker
+        self.grace = grace
+        self.stop_by: float | None = None
+
+    def signalled(self) -> None:
+        """SIGTERM: take no new work; what runs has until the deadline."""
+        self.stop_by = time.monotonic() + self.grace
+        if self.worker is not None:
+            self.worker.stop_claiming()
+
+    def deadline(self) -> None:
+        """Just before the deadline: answer waiting clients, hand back async tasks."""
+        self.gateway.generation.stop_inline()
+        if self.worker is not None:
+            self.worker.cancel_running()
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            left = self.grace if self.stop_by is None else self.stop_by - time.monotonic()
+            await self.worker.stop(max(0.0, left))
+        await self.gateway.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,14 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateway = await Gateway.start(settings)
         app.state.gateway = gateway
         worker = Worker.for_gateway(gateway) if settings.workers > 0 else None
+        app.state.node = node = Node(gateway, worker, settings.shutdown_grace)
         if worker is not None:
             worker.start()
         try:
             yield
         finally:
-            if worker is not None:
-                await worker.stop(settings.shutdown_grace)
-            await gateway.close()
+            await node.close()
 
     app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json",
@@ -44,3 +76,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(account.router)
     app.include_router(playground.router)
     return app
+
+
+def run(app: FastAPI, settings: Settings, **uvicorn_options: Any) -> None:
+    """Run ``app`` under uvicorn, telling its node of SIGTERM at once (see api/serving.py)."""
+    def node() -> Node | None:
+        return getattr(app.state, "node", None)
+
+    def signalled() -> None:
+        if (n := node()) is not None:
+            n.signalled()
+
+    def deadline() -> None:
+        if (n := node()) is not None:
+            n.deadline()
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                            log_level=settings.log_level, access_log=False,
+                            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+                            forwarded_allow_ips=settings.forwarded_allow_ips, **uvicorn_options)
+    Server(config, signalled, deadline, settings.shutdown_grace).run()

@@ -40,7 +40,7 @@ async def generations(request: Request, cred: Credential = Depends(credential)) 
     job: Job = submitted
     request.state.trace_id = job.trace_id
     request.state.task_id = job.task_id
-    if job.params.is_async or job.params.callback_url is not None:
+    if job.is_async:
         return _accepted(job.task_id, job.trace_id)
     outcome = await gw.generation.run_sync(job)
     return _done(outcome.body, outcome.credits)

@@ -53,6 +53,10 @@ class Job:
     params: Params
     cost: int  # micro-credits held for this task
 
+    @property
+    def is_async(self) -> bool:
+        return self.params.is_async or self.params.callback_url is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -94,6 +98,7 @@ class GenerationService:
         self._running: set[asyncio.Task[Outcome]] = set()
         self._leases: dict[str, tuple[str, asyncio.Task[Any]]] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self.stopping = False
 
     def prepare(self, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
         model, params = validate(self.registry, body)
@@ -158,7 +163,7 @@ class GenerationService:
 
     async def run_sync(self, job: Job) -> Outcome:
         """Run inline; past the sync wait the client gets 504 while the task carries on."""
-        runner = asyncio.create_task(self.run(job, self.node_id))
+        runner = asyncio.create_task(self.run(job, self.node_id, inline=True))
         self._running.add(runner)
         runner.add_done_callback(self._running.discard)
         try:
@@ -201,8 +206,10 @@ class GenerationService:
         with contextlib.suppress(ApiError):
             await self.run(job, owner)
 
-    async def run(self, job: Job, owner: str) -> Outcome:
-        """Execute while holding the lease; bill in the transaction that records the end."""
+    async def run(self, job: Job, owner: str, *, inline: bool = False) -> Outcome:
+        """Execute while holding the lease; bill in the transaction that records the end.
+
+        ``inline``: a synchronous request whose client is waiting on this node."""
         started = time.monotonic()
         self._hold(job.task_id, owner)
         has_callback = job.params.callback_url is not None
@@ -221,7 +228,15 @@ class GenerationService:
                                   error.message, has_callback)
             raise error from None
         except asyncio.CancelledError:
-            # shutdown or a lost lease: the task goes back to the queue, nothing is billed
+            if self.stopping and inline:
+                # the client is still waiting: it gets an answer, and nothing is billed
+                message = ("the gateway is shutting down: this request was stopped and "
+                           f"nothing was charged (task {job.task_id}); send it again")
+                await asyncio.shield(self.tasks.fail(
+                    job.task_id, owner, job.credential_id, job.cost, "api_error", message,
+                    has_callback))
+                raise UpstreamFailed(message, headers={"Retry-After": "1"}) from None
+            # a lost lease, or an async task at shutdown: back to the queue, nothing billed
             await asyncio.shield(self.tasks.hand_back(job.task_id, owner))
             raise
         except Exception:
@@ -268,15 +283,21 @@ class GenerationService:
                     log.warning("lease_lost", task_id=task_id)
                     runner.cancel()
 
+    def stop_inline(self) -> None:
+        """Shutdown: stop synchronous requests still running here; each answers its client
+        with an error and is not billed."""
+        self.stopping = True
+        for runner in list(self._running):
+            runner.cancel()
+
     async def drain(self) -> None:
-        """Shutdown: hand back what is still running inline."""
+        """Shutdown: stop what still runs inline, then the admission writer."""
+        self.stop_inline()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
         await self.intake.aclose()
         if self._renewer is not None:
             self._renewer.cancel()
-        for runner in list(self._running):
-            runner.cancel()
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
 
 
 def _status_of(code: str | None) -> int:

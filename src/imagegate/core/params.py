@@ -114,6 +114,11 @@ def _string(body: dict[str, Any], field: str, max_len: int) -> str | None:
     return value
 
 
+def wants_async(body: dict[str, Any]) -> bool:
+    """Answered at once and run by a worker (an accepted request, already validated)."""
+    return body.get("async") is True or bool(body.get("callback_url"))
+
+
 def is_trace_id(value: object) -> bool:
     return isinstance(value, str) and _TRACE_ID.match(value) is not None
 

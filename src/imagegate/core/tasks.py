@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Update
@@ -162,23 +162,27 @@ class TaskStore:
                         else func.greatest(Task.attempts - 1, 0)))
 
     async def recover(self) -> tuple[int, list[Claimed]]:
-        """Requeue tasks whose runner died; return how many, and those out of attempts.
+        """Requeue tasks whose runner died; return how many, and those to fail instead.
 
-        Out-of-attempt tasks are returned still running under a recovery lease, for the
-        caller to fail (and refund) through :meth:`fail` with owner ``"recovery"``."""
+        Tasks out of attempts fail, and so do synchronous ones nobody can come back for
+        (no Idempotency-Key: their client's connection died with the runner, and billing
+        them for an answer nobody reads would be wrong). They are returned still running
+        under a recovery lease, for the caller to fail (and refund) through :meth:`fail`
+        with owner ``"recovery"``."""
         now = time.time()
         expired = and_(Task.status == RUNNING, Task.lease_until < now)
+        resumable = or_(Task.mode == "async", Task.idempotency_key.is_not(None))
         async with self.sessions.begin() as session:
             requeued = await session.execute(
-                update(Task).where(expired, Task.attempts < self.max_attempts)
+                update(Task).where(expired, resumable, Task.attempts < self.max_attempts)
                 .values(status=QUEUED, lease_owner=None, lease_until=None))
-            exhausted = (await session.execute(
-                update(Task).where(expired, Task.attempts >= self.max_attempts)
+            given_up = (await session.execute(
+                update(Task).where(expired)
                 .values(lease_owner="recovery", lease_until=now + self.lease)
                 .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
                            Task.credits, Task.attempts)
             )).all()
-        return requeued.rowcount or 0, [Claimed(*r) for r in exhausted]  # type: ignore[attr-defined]
+        return requeued.rowcount or 0, [Claimed(*r) for r in given_up]  # type: ignore[attr-defined]
 
     async def refresh_gauges(self) -> None:
         """Queue depth, oldest queued task and running count, read when /metrics is scraped."""

@@ -11,6 +11,7 @@ import structlog
 from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.gateway import Gateway
 from imagegate.core.generation import GenerationService
+from imagegate.core.params import wants_async
 from imagegate.core.tasks import TaskStore
 
 log = structlog.get_logger("imagegate.worker")
@@ -92,7 +93,9 @@ class Worker:
                 for c in exhausted:
                     await self.tasks.fail(
                         c.id, "recovery", c.credential_id, c.credits, "api_error",
-                        f"the task failed after {c.attempts} attempts (its runner stopped)",
+                        f"the task failed after {c.attempts} attempts (its runner stopped)"
+                        if wants_async(c.request) else "the gateway node running this request "
+                        "stopped; nothing was charged",
                         has_callback=bool(c.request.get("callback_url")))
                     self.callback_wake.set()
             except Exception:  # noqa: BLE001
@@ -125,10 +128,19 @@ class Worker:
             self._running.add(t)
             t.add_done_callback(self._running.discard)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; let running tasks finish within ``grace``, then hand them back."""
+    def stop_claiming(self) -> None:
         for loop in self._loops:
             loop.cancel()
+
+    def cancel_running(self) -> None:
+        """Tasks go back to the queue (see GenerationService.run); deliveries lapse and
+        are retried later."""
+        for task in list(self._running):
+            task.cancel()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let running tasks finish within ``grace``, then hand them back."""
+        self.stop_claiming()
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self._running:
             _, pending = await asyncio.wait(self._running, timeout=grace)
