@@ -107,3 +107,17 @@ def test_every_success_says_what_it_charged(client: httpx.Client) -> None:
               client.post("/openai/tasks", json={"action": "retrieve",
                                                  "id": submitted.json()["task_id"]})):
         assert r.status_code == 200 and r.headers["x-credits-charged"] == "0"
+
+
+def test_head_on_object_storage_reads_no_body(tmp_path: Path) -> None:
+    with GatewayServer(tmp_path / "d", "--sandbox", "--storage-url", "memory:///") as server:
+        r = httpx.post(server.url + "/openai/images/generations", timeout=30,
+                       json={"model": "nano-banana", "prompt": "mem"},
+                       headers={"authorization": f"Bearer {server.demo_token()}"})
+        url = r.json()["data"][0]["url"]
+        whole = httpx.get(url)
+        head = httpx.head(url)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(whole.content))
+        assert head.headers["content-type"] == "image/png"
+        assert httpx.head(url.replace("_0.png", "_9.png")).status_code == 404

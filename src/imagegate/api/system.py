@@ -61,6 +61,12 @@ async def files(key: str, request: Request) -> Response:
     if path is not None:
         return FileResponse(path, media_type=content_type_for(key),
                             headers={"Cache-Control": IMMUTABLE})
+    if request.method == "HEAD":
+        size = await store.size(key)
+        if size is None:
+            raise NoApi(f"no file {key!r}")
+        return Response(media_type=content_type_for(key), headers={
+            "Cache-Control": IMMUTABLE, "Content-Length": str(size)})
     found = await store.stream(key)
     if found is None:
         raise NoApi(f"no file {key!r}")

@@ -84,6 +84,16 @@ class ImageStore:
 
         return int(result.meta["size"]), chunks()
 
+    async def size(self, key: str) -> int | None:
+        """An object's size without fetching it (HEAD requests), or None if it is missing."""
+        if not safe_key(key):
+            return None
+        try:
+            meta = await obstore.head_async(self.store, key)
+        except FileNotFoundError:
+            return None
+        return int(meta["size"])
+
     async def ping(self) -> None:
         """Readiness: raises when the store cannot be listed."""
         await obstore.list(self.store, prefix="__readyz__").collect_async()
