@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 
 SHARD_SIZE = 32  # connections per httpx pool
 
@@ -39,11 +40,17 @@ class ShardedClient:
         busy = self.busy
         return busy.index(min(busy))
 
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+    async def post(self, url: str, *, json: Any = None, headers: dict[str, str] | None = None,
+                   **kwargs: Any) -> httpx.Response:
+        """``json`` goes out through orjson: httpx's own encoding costs more than the rest of
+        the request on this path."""
+        if json is not None:
+            kwargs["content"] = orjson.dumps(json)
+            headers = {**(headers or {}), "content-type": "application/json"}
         i = self._pick()
         self.busy[i] += 1
         try:
-            return await self.shards[i].post(url, **kwargs)
+            return await self.shards[i].post(url, headers=headers, **kwargs)
         finally:
             self.busy[i] -= 1
 
