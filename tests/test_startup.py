@@ -3,6 +3,7 @@ for an operator's mistake, a working demo token, settings from the environment."
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -78,13 +79,17 @@ def _wait_healthy(url: str) -> None:
 
 
 def test_log_level_from_the_environment(tmp_path: Path) -> None:
-    quiet = GatewayServer(tmp_path / "q", "--sandbox", env={"IMAGEGATE_LOG_LEVEL": "warning"})
-    with quiet:
-        token = quiet.demo_token()
-        httpx.post(quiet.url + "/v1/images/generations", timeout=30,
-                   headers={"authorization": f"Bearer {token}"},
-                   json={"model": "nano-banana", "prompt": "x"})
-    assert '"event": "request"' not in quiet.log() and "Started server" not in quiet.log()
+    def events(level: str | None) -> list[str]:
+        env = {"IMAGEGATE_LOG_LEVEL": level} if level else {}
+        with GatewayServer(tmp_path / (level or "default"), "--sandbox", env=env) as server:
+            httpx.post(server.url + "/v1/images/generations", timeout=30,
+                       headers={"authorization": f"Bearer {server.demo_token()}"},
+                       json={"model": "nano-banana", "prompt": "x"})
+        return [json.loads(line)["event"] for line in server.log().splitlines()
+                if line.startswith("{")]
+
+    assert "request" in events(None)  # info by default: a line per request
+    assert "request" not in events("warning")
 
 
 def test_a_data_directory_with_a_space(tmp_path: Path) -> None:
