@@ -29,6 +29,7 @@ from imagegate.db.models import Credential, LedgerEntry, Task
 log = structlog.get_logger("imagegate.intake")
 QUEUED, RUNNING = "queued", "running"
 MAX_GROUP = 256
+INLINE_GROUP = 32  # larger groups commit in the writer thread, off the event loop
 
 # Built once: constructing a statement costs several times what executing it does here.
 _IDS = bindparam("b_ids", expanding=True, type_=Credential.id.type)
@@ -131,7 +132,7 @@ class Intake:
                 session.execute(_INSERT_LEDGER, ledger)
             return admitted
 
-        admitted = await self.sessions.write(work)
+        admitted = await self.sessions.write(work, small=len(group) <= INLINE_GROUP)
         for one in admitted:
             one.done.set_result(None)
         for one, error in refused.items():

@@ -108,7 +108,7 @@ class TaskStore:
                 .values(lease_until=time.time() + self.lease).returning(Task.id)).all()
             return {row[0] for row in rows}
 
-        return await self.sessions.write(work)
+        return await self.sessions.write(work, small=False)  # thousands of rows at times
 
     async def succeed(self, task_id: str, owner: str, credential_id: str, cost: int,
                       response: dict[str, Any], usage: dict[str, Any] | None,

@@ -110,16 +110,17 @@ class Sessions:
         async with self._lock, self._write.begin() as session:
             yield session
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
+    async def write(self, work: Callable[[Connection], T], *, small: bool = True) -> T:
         """Run ``work`` in one write transaction on a synchronous Core connection (the ORM
-        session costs more than the statements on this path)."""
+        session costs more than the statements on this path). On SQLite a ``small`` one
+        runs inline; a large one in the writer thread, so the event loop never stalls."""
         if self._sync_engine is None:
             async with self.write_engine.begin() as conn:
                 return await conn.run_sync(work)
         assert self._lock is not None
         async with self._lock:
-            done, result = self._write_inline(work)
-            if not done:  # another process holds the write lock: wait for it off the loop
+            done, result = self._write_inline(work) if small else (False, None)
+            if not done:  # large, or another process holds the lock: off the loop
                 result = await asyncio.get_running_loop().run_in_executor(
                     self._thread, self._write_in_thread, work)
         self._after_commit()
@@ -153,14 +154,24 @@ class Sessions:
                 self._checkpoint is not None and not self._checkpoint.done()):
             return
         self._since_checkpoint = 0
-        self._checkpoint = asyncio.get_running_loop().run_in_executor(
-            self._thread, self._checkpoint_in_thread)
+        self._checkpoint = asyncio.ensure_future(self._checkpoint_now())
+
+    async def _checkpoint_now(self) -> None:
+        # Writers wait (in asyncio) meanwhile: a checkpoint racing new commits never
+        # completes, and the log would only grow.
+        assert self._lock is not None
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._checkpoint_in_thread)
 
     def _checkpoint_in_thread(self) -> None:
         assert self._sync_engine is not None
         try:
-            with self._sync_engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            raw = self._sync_engine.raw_connection()  # no transaction around the pragma
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                raw.close()
         except Exception:  # noqa: BLE001 - a later checkpoint (or any reader's) catches up
             pass
 
