@@ -298,8 +298,30 @@ def test_gemini_status_faults(gem: httpx.Client, gemini_fake: FakeGemini, status
     response = gem.post(gemini_path("gemini-2.5-flash-image"), json=gemini_body())
     error = response.json()["error"]
     assert (response.status_code, error["code"], error["status"]) == (status, status, name)
-    assert response.headers["retry-after"] == "3"
-    assert error["details"][0]["retryDelay"] == "3s"
+    assert "retry-after" not in response.headers  # Google says it in the body only
+    retry = [d for d in error["details"] if d["@type"].endswith("google.rpc.RetryInfo")]
+    assert [d["retryDelay"] for d in retry] == ["3s"]
+
+
+def test_gemini_429_is_shaped_like_ai_studio(gem: httpx.Client, gemini_fake: FakeGemini
+                                             ) -> None:
+    gemini_fake.script(Fault(status=429, retry_after=45.8), Fault(
+        status=429, quota_id="GenerateRequestsPerDayPerProjectPerModel-FreeTier"))
+    minute, day = (gem.post(gemini_path("gemini-2.5-flash-image"), json=gemini_body())
+                   for _ in range(2))
+    error = minute.json()["error"]
+    assert "retry-after" not in minute.headers
+    assert "exceeded your current quota" in error["message"]
+    assert error["message"].endswith("Please retry in 45.8s.")
+    kinds = {d["@type"].rsplit(".", 1)[1]: d for d in error["details"]}
+    assert set(kinds) == {"Help", "QuotaFailure", "RetryInfo"}
+    assert kinds["RetryInfo"]["retryDelay"] == "45.8s"
+    assert "PerMinute" in kinds["QuotaFailure"]["violations"][0]["quotaId"]
+    day_error = day.json()["error"]
+    assert day.status_code == 429 and "Please retry" not in day_error["message"]
+    violations = [d for d in day_error["details"] if "violations" in d][0]["violations"]
+    assert violations[0]["quotaId"] == "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+    assert not any("retryDelay" in d for d in day_error["details"])
 
 
 # ----- faults -----------------------------------------------------------------------------
@@ -489,3 +511,32 @@ def test_serve_forever_subprocess() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_fake_upstream_cli() -> None:
+    """`imagegate fake-upstream`: port 0 prints the bound port, the key never shows, the
+    default key is imagegate.testing's, and --latency / --url-ttl apply."""
+    proc = subprocess.Popen([sys.executable, "-m", "imagegate", "fake-upstream", "openai",
+                             "--port", "0", "--latency", "0.4", "--url-ttl", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        base = line.rsplit(" ", 1)[-1].strip()
+        assert base.startswith("http://127.0.0.1:") and not base.endswith(":0"), line
+        assert "sk-test" not in line
+        headers = {"Authorization": "Bearer sk-test"}
+        started = time.monotonic()
+        response = httpx.post(base + OPENAI_PATH, headers=headers, timeout=30,
+                              json={"model": "dall-e-3", "prompt": "a boat"})
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - started >= 0.4
+        url = response.json()["data"][0]["url"]
+        assert httpx.get(url).status_code == 200
+        time.sleep(1.2)
+        assert httpx.get(url).status_code == 403  # expired after --url-ttl
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert "sk-test" not in out + err

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from imagegate.testing import FakeGemini, FakeOpenAI
+import httpx
 
+from imagegate.testing import FakeGemini, FakeOpenAI
+from tests.support.server import GatewayServer
+
+GEN = "/openai/images/generations"
 OPENAI_KEY = "sk-test-0123456789abcdefSECRET"
 GEMINI_KEY = "gm-test-0123456789abcdefSECRET"
 
 
 def registry_yaml(openai: FakeOpenAI, gemini: FakeGemini, *, backup: FakeOpenAI | None = None,
-                  timeout: float = 600, upstream_timeout: float = 10, max_retries: int = 2
-                  ) -> str:
-    """The packaged routes, pointed at the fakes; `backup` adds a second gpt-image-2 channel."""
+                  timeout: float = 600, upstream_timeout: float = 10, max_retries: int = 2,
+                  versioned: bool = False) -> str:
+    """The packaged routes, pointed at the fakes; `backup` adds a second gpt-image-2 channel.
+
+    ``versioned`` writes the base URLs the way users copy them: ending in /v1 or /v1beta.
+    """
+    v1, v1beta = ("/v1", "/v1beta/") if versioned else ("", "")
     backup_upstream = backup_channel = ""
     if backup is not None:
         backup_upstream = f"""
   openai-backup:
     type: openai
-    base_url: {backup.base_url}
+    base_url: {backup.base_url}{v1}
     api_key_env: BACKUP_OPENAI_KEY
     timeout: {upstream_timeout}"""
         backup_channel = f"""
@@ -31,12 +40,12 @@ def registry_yaml(openai: FakeOpenAI, gemini: FakeGemini, *, backup: FakeOpenAI 
 upstreams:
   openai:
     type: openai
-    base_url: {openai.base_url}
+    base_url: {openai.base_url}{v1}
     api_key_env: TEST_OPENAI_KEY
     timeout: {upstream_timeout}{backup_upstream}
   gemini:
     type: gemini
-    base_url: {gemini.base_url}
+    base_url: {gemini.base_url}{v1beta}
     api_key_env: TEST_GEMINI_KEY
     timeout: {upstream_timeout}
 models:
@@ -116,3 +125,32 @@ def write_config(path: Path, text: str) -> Path:
 FAST_RETRIES = {"IMAGEGATE_RETRY_BACKOFF_BASE": "0.05", "IMAGEGATE_BREAKER_THRESHOLD": "3",
                 "IMAGEGATE_BREAKER_COOLDOWN": "1.5", "TEST_OPENAI_KEY": OPENAI_KEY,
                 "TEST_GEMINI_KEY": GEMINI_KEY, "BACKUP_OPENAI_KEY": OPENAI_KEY}
+# the shared gateway of the fault tests: no breaker state carried from one test to the next
+NO_BREAKER = {**FAST_RETRIES, "IMAGEGATE_BREAKER_THRESHOLD": "1000"}
+# the breaker and backoff tests: timings large enough to measure, cooldowns short enough
+BREAKER_COOLDOWN = 2.5
+BREAKER = {**FAST_RETRIES, "IMAGEGATE_RETRY_BACKOFF_BASE": "0.2",
+           "IMAGEGATE_BREAKER_THRESHOLD": "4", "IMAGEGATE_BREAKER_COOLDOWN": str(BREAKER_COOLDOWN)}
+
+
+def assert_no_leak(text: str, *fakes: FakeOpenAI | FakeGemini) -> None:
+    """No upstream key (whole, or a recognisable piece of it) and no upstream address."""
+    for key in (OPENAI_KEY, GEMINI_KEY):
+        for piece in (key, key[:10], key[-10:]):
+            assert piece not in text, f"{piece!r} leaked: {text[:500]}"
+    assert "Bearer " not in text
+    for fake in fakes:
+        assert fake.base_url not in text
+        assert f"{fake.host}:{fake.port}" not in text, text[:500]
+        assert not re.search(rf":{fake.port}(?!\d)", text), text[:500]
+
+
+def post(gw: GatewayServer, token: str, payload: dict[str, object]) -> httpx.Response:
+    return httpx.post(gw.url + GEN, json=payload, headers={"authorization": f"Bearer {token}"},
+                      timeout=60)
+
+
+def error_of(r: httpx.Response, status: int, code: str) -> str:
+    """The error message, once the status and SPEC code are the expected ones."""
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    return str(r.json()["error"]["message"])

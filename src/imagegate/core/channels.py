@@ -2,8 +2,11 @@
 
 Per request the router walks the model's channels by priority (a weighted shuffle among
 equals), retries a channel on transient failures with exponential backoff and jitter that
-honours Retry-After, then fails over. A channel that keeps failing is cooled down (skipped)
-for a while and then let through one trial request. The whole walk is bounded by the
+honours Retry-After, then fails over. A wait that would pass the model's time budget is not
+waited: the next channel is tried instead. A channel that keeps failing is cooled down
+(skipped) for a while, then half-open: exactly one trial request goes through, and its
+outcome closes or re-opens the breaker. When every channel is cooling down the request fails
+at once rather than adding load to a sick upstream. The whole walk is bounded by the
 model's timeout.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +30,7 @@ from imagegate.providers.base import (
     ImageResult,
     Provider,
     ProviderError,
-    UpstreamAuthError,
+    UpstreamCoolingDown,
 )
 from imagegate.providers.sandbox import SandboxProvider
 
@@ -58,14 +62,25 @@ def channel_name(channel: ChannelConfig) -> str:
 
 @dataclass
 class Breaker:
-    """Consecutive failures of one channel; open (skipped) until ``open_until``."""
+    """One channel's health: closed (``open_until`` 0), open until ``open_until``, then
+    half-open, when the first request to come along takes the single ``trial``."""
 
     failures: int = 0
     open_until: float = 0.0
-    last_failure: float = 0.0
+    trial: bool = False
 
-    def is_open(self, now: float) -> bool:
-        return self.open_until > now
+    def admit(self, now: float) -> bool:
+        """May a request use the channel now? Takes the half-open trial when it is free."""
+        if not self.open_until:
+            return True
+        if now < self.open_until or self.trial:
+            return False
+        self.trial = True
+        return True
+
+    def wait(self, now: float) -> float:
+        """Seconds until the channel takes a request again (a running trial: soon)."""
+        return max(self.open_until - now, 1.0)
 
 
 class ChannelRouter:
@@ -85,18 +100,17 @@ class ChannelRouter:
         self.breakers: dict[str, Breaker] = {}
 
     def ordered(self, model: ModelConfig) -> list[ChannelConfig]:
-        """By priority; a weighted random order among channels of equal priority."""
+        """By priority; a weighted random order among channels of equal priority.
+
+        Breakers are consulted as the walk reaches each channel, not here: by then an
+        earlier channel may have spent minutes, and a trial slot must not be held meanwhile.
+        """
         out: list[ChannelConfig] = []
         for priority in sorted({c.priority for c in model.channels}):
             group = [c for c in model.channels if c.priority == priority]
             # weighted shuffle: sort by u^(1/w), the Efraimidis-Spirakis key
             out += sorted(group, key=lambda c: -self.rng.random() ** (1 / c.weight))
-        now = time.monotonic()
-        closed = [c for c in out if not self._breaker(c).is_open(now)]
-        if closed:
-            return closed
-        # everything is cooling down: try the one that failed longest ago
-        return [min(out, key=lambda c: self._breaker(c).last_failure)]
+        return out
 
     def _breaker(self, channel: ChannelConfig) -> Breaker:
         return self.breakers.setdefault(channel_name(channel), Breaker())
@@ -118,35 +132,59 @@ class ChannelRouter:
     async def _walk(self, model: ModelConfig, request: ImageRequest, deadline: float
                     ) -> ImageResult:
         last: ProviderError | None = None
-        for index, channel in enumerate(self.ordered(model)):
-            if index:
+        cooling: list[float] = []
+        for channel in self.ordered(model):
+            breaker = self._breaker(channel)
+            now, held = time.monotonic(), breaker.trial
+            if not breaker.admit(now):
+                cooling.append(breaker.wait(now))
+                continue
+            trial = breaker.trial and not held  # this request is the half-open trial
+            if last is not None:
                 metrics.failovers_total.labels(model.name).inc()
                 log.warning("failover", model=model.name, to=channel_name(channel))
-            provider = self.providers[channel.upstream]
-            routed = for_channel(request, channel)
-            for attempt in range(channel.max_retries + 1):
-                try:
-                    result = await self._attempt(provider, channel, routed)
-                    return dataclasses.replace(result, upstream=channel_name(channel))
-                except ProviderError as e:
-                    last = e
-                    if not e.retryable or isinstance(e, UpstreamAuthError):
-                        if isinstance(e, UpstreamAuthError):
-                            break  # this channel's key is wrong: the next one may work
-                        raise
-                    if attempt == channel.max_retries:
-                        break
-                    wait = self.backoff(attempt, e.retry_after)
-                    if time.monotonic() + wait >= deadline:
-                        raise DeadlineExceeded(
-                            f"{model.name} would pass its {model.timeout:g}s limit while "
-                            f"waiting to retry ({e.message})") from None
-                    metrics.retries_total.labels(channel_name(channel)).inc()
-                    log.info("retry", channel=channel_name(channel), attempt=attempt + 1,
-                             wait=round(wait, 3), reason=e.message)
-                    await asyncio.sleep(wait)
-        assert last is not None
-        raise last
+            try:
+                return await self._channel(model, channel, request, deadline)
+            except ProviderError as e:
+                if not e.failover:
+                    raise
+                last = e
+            finally:
+                if trial:
+                    breaker.trial = False
+        if last is not None:
+            raise last
+        seconds = math.ceil(min(cooling))
+        raise UpstreamCoolingDown(
+            f"the upstream of {model.name} is cooling down after repeated failures; it takes "
+            f"requests again in about {seconds} s", retry_after=seconds)
+
+    async def _channel(self, model: ModelConfig, channel: ChannelConfig, request: ImageRequest,
+                       deadline: float) -> ImageResult:
+        """One channel with its retries; raises the last error when the channel gives up."""
+        provider = self.providers[channel.upstream]
+        routed = for_channel(request, channel)
+        breaker = self._breaker(channel)
+        attempt = 0
+        while True:
+            try:
+                result = await self._attempt(provider, channel, routed)
+                return dataclasses.replace(result, upstream=channel_name(channel))
+            except ProviderError as e:
+                if not e.retryable or attempt >= channel.max_retries or breaker.open_until:
+                    raise  # retries used up, or the breaker just opened: next channel
+                wait = self.backoff(attempt, e.retry_after)
+                if time.monotonic() + wait >= deadline:
+                    e.message = (f"{e.message} (a retry {wait:.1f}s later would pass the "
+                                 f"{model.timeout:g}s limit of {model.name})")
+                    raise
+                metrics.retries_total.labels(channel_name(channel)).inc()
+                log.info("retry", channel=channel_name(channel), attempt=attempt + 1,
+                         wait=round(wait, 3), reason=e.message)
+                await asyncio.sleep(wait)
+                if breaker.open_until:
+                    raise  # other requests cooled the channel down while we waited
+                attempt += 1
 
     async def _attempt(self, provider: Provider, channel: ChannelConfig,
                        request: ImageRequest) -> ImageResult:
@@ -156,14 +194,16 @@ class ChannelRouter:
         try:
             result = await provider.generate(request)
         except ProviderError as e:
-            outcome = type(e).__name__
-            if e.retryable or isinstance(e, UpstreamAuthError):
-                breaker.failures += 1
-                breaker.last_failure = time.monotonic()
-                if breaker.failures >= self.failure_threshold:
-                    breaker.open_until = time.monotonic() + self.cooldown
-                    log.warning("channel_cooling_down", channel=name, seconds=self.cooldown)
-            self._observe(channel, outcome, started)
+            self._observe(channel, type(e).__name__, started)
+            if not e.channel_fault:  # a refusal: the upstream is answering, so it is healthy
+                breaker.failures, breaker.open_until = 0, 0.0
+                raise
+            breaker.failures += 1
+            if breaker.open_until or breaker.failures >= self.failure_threshold:
+                # a failed half-open trial re-opens at once; a closed breaker at the threshold
+                breaker.open_until = time.monotonic() + self.cooldown
+                log.warning("channel_cooling_down", channel=name, seconds=self.cooldown,
+                            reason=e.message)
             raise
         breaker.failures, breaker.open_until = 0, 0.0
         self._observe(channel, "ok", started)

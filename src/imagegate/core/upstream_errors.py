@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import math
+
 from imagegate.core.errors import ApiError, BadRequest, Forbidden, Timeout, UpstreamFailed
 from imagegate.providers.base import (
     ContentBlocked,
     DeadlineExceeded,
     ProviderError,
+    QuotaExhausted,
     UpstreamAuthError,
+    UpstreamCoolingDown,
+    UpstreamMisconfigured,
     UpstreamRejected,
 )
+from imagegate.providers.http import Scrubber
+
+# Providers scrub what upstreams wrote; this second pass catches any URL or token-shaped
+# text in a message a provider built, so none can reach a client or a task record.
+_scrub = Scrubber(None, "")
 
 
 def provider_error_to_api(error: ProviderError) -> ApiError:
+    message = _scrub(error.message)
     if isinstance(error, ContentBlocked):
-        return Forbidden(f"content moderation rejected the request: {error.message}")
+        return Forbidden(f"content moderation rejected the request: {message}")
     if isinstance(error, UpstreamRejected):
-        return BadRequest(f"the upstream rejected the request: {error.message}")
+        return BadRequest(f"the upstream rejected the request: {message}")
     if isinstance(error, DeadlineExceeded):
-        return Timeout(f"the image was not ready in time: {error.message}")
-    if isinstance(error, UpstreamAuthError):
-        return UpstreamFailed(error.message)
-    return UpstreamFailed(f"upstream failed: {error.message}")
+        return Timeout(f"the image was not ready in time: {message}")
+    if isinstance(error, UpstreamCoolingDown):
+        seconds = max(1, math.ceil(error.retry_after or 1))
+        return UpstreamFailed(message, headers={"Retry-After": str(seconds)})
+    if isinstance(error, UpstreamAuthError | UpstreamMisconfigured | QuotaExhausted):
+        return UpstreamFailed(message)
+    return UpstreamFailed(f"upstream failed: {message}")

@@ -56,9 +56,17 @@ class ImageResult:
 
 
 class ProviderError(Exception):
-    """An upstream could not produce images. Subclasses say what the core should do."""
+    """An upstream could not produce images. The flags tell the router what to do next.
+
+    ``retryable``: the same channel may succeed on another try (after a backoff).
+    ``failover``: the model's next channel may succeed where this one cannot.
+    ``channel_fault``: the failure says the channel is unhealthy, so it counts toward the
+    channel's circuit breaker; a refusal of the prompt says nothing about the channel.
+    """
 
     retryable: bool = False
+    failover: bool = False
+    channel_fault: bool = False
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -69,7 +77,7 @@ class ProviderError(Exception):
 class UpstreamUnavailable(ProviderError):
     """429, 5xx, timeouts, connection errors, garbage bodies: worth another try."""
 
-    retryable = True
+    retryable = failover = channel_fault = True
 
 
 class UpstreamRejected(ProviderError):
@@ -81,7 +89,23 @@ class ContentBlocked(ProviderError):
 
 
 class UpstreamAuthError(ProviderError):
-    """Our credentials for the upstream are wrong or missing."""
+    """Our credentials for the upstream are wrong or missing; another channel's may work."""
+
+    failover = channel_fault = True
+
+
+class UpstreamMisconfigured(ProviderError):
+    """The upstream does not know the channel's model or path (404): the operator must fix
+    the config, so the client gets an api_error and the next channel is tried at once."""
+
+    failover = channel_fault = True
+
+
+class QuotaExhausted(ProviderError):
+    """The account behind the channel is out of quota or credit (OpenAI insufficient_quota,
+    a Gemini per-day limit): retrying within minutes cannot help, another channel can."""
+
+    failover = channel_fault = True
 
 
 class Provider(Protocol):
@@ -96,3 +120,8 @@ class Provider(Protocol):
 
 class DeadlineExceeded(ProviderError):
     """The model's total time budget ran out (retries included)."""
+
+
+class UpstreamCoolingDown(ProviderError):
+    """Every channel of the model is skipped by its circuit breaker; ``retry_after`` says
+    when one will take a trial request again. Failing fast spares a sick upstream."""

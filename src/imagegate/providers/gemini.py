@@ -21,8 +21,12 @@ from imagegate.providers.base import (
 if TYPE_CHECKING:  # providers take the config object, but never import the core
     from imagegate.core.registry import UpstreamConfig
 
+# finishReasons that mean "the model refused": SPEC 6 counts NO_IMAGE among the safety
+# blocks, and IMAGE_OTHER is how image models decline without naming a policy. A retry
+# would be refused again (and billed upstream), so these end as 403 forbidden at once.
 SAFETY = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
-          "RECITATION", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"}
+          "RECITATION", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "NO_IMAGE",
+          "IMAGE_OTHER"}
 
 
 def _get(part: Mapping[str, Any], camel: str, snake: str) -> Any:
@@ -33,9 +37,10 @@ class GeminiProvider:
     def __init__(self, name: str, config: UpstreamConfig,
                  environ: Mapping[str, str] | None = None) -> None:
         self.name = name
-        self.base_url = (config.base_url or "https://generativelanguage.googleapis.com"
-                         ).rstrip("/")
+        self.base_url = http.strip_version(
+            config.base_url or "https://generativelanguage.googleapis.com", "/v1beta", "/v1")
         self.api_key = config.api_key(environ)
+        self.scrub = http.Scrubber(self.api_key, self.base_url)
         self.key_env = config.api_key_env or "GEMINI_API_KEY"
         self.client = http.make_client(config.timeout, config.max_connections,
                                        {"user-agent": "imagegate"})
@@ -54,7 +59,8 @@ class GeminiProvider:
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         if not self.api_key:
-            raise UpstreamAuthError(f"upstream {self.name} has no API key: set {self.key_env}")
+            raise UpstreamAuthError(f"upstream {self.name}/{request.upstream_model} has no API "
+                                    f"key: set {self.key_env}")
         calls = [asyncio.ensure_future(self._one(request)) for _ in range(request.n)]
         try:
             results = await asyncio.gather(*calls)
@@ -72,23 +78,25 @@ class GeminiProvider:
                            upstream=f"{self.name}/{request.upstream_model}")
 
     async def _one(self, request: ImageRequest) -> tuple[GeneratedImage, dict[str, Any]]:
+        channel = f"{self.name}/{request.upstream_model}"  # what messages name, never the URL
         url = f"{self.base_url}/v1beta/models/{request.upstream_model}:generateContent"
         try:
             response = await self.client.post(url, json=self.body(request),
                                               headers={"x-goog-api-key": self.api_key or ""})
         except httpx.HTTPError as e:
-            raise http.transport_error(self.name, e) from None
+            raise http.transport_error(channel, e) from None
         if response.status_code != 200:
-            raise http.classify(self.name, response, auth_hint=f"; check {self.key_env}")
+            raise http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
         payload = http.json_body(response)
         if not isinstance(payload, dict):
-            raise UpstreamUnavailable(f"upstream {self.name} sent a body that is not JSON")
+            raise UpstreamUnavailable(f"upstream {channel} sent a body that is not JSON")
         feedback = payload.get("promptFeedback") or {}
         if isinstance(feedback, dict) and feedback.get("blockReason"):
-            raise ContentBlocked(f"the prompt was blocked ({feedback['blockReason']})")
+            raise ContentBlocked(self._explain("the prompt was blocked", feedback["blockReason"],
+                                               feedback.get("blockReasonMessage")))
         candidates = payload.get("candidates") or []
         if not candidates or not isinstance(candidates[0], dict):
-            raise UpstreamUnavailable(f"upstream {self.name} sent no candidates")
+            raise UpstreamUnavailable(f"upstream {channel} sent no candidates")
         candidate = candidates[0]
         reason = candidate.get("finishReason")
         parts = (candidate.get("content") or {}).get("parts") or []
@@ -97,16 +105,23 @@ class GeminiProvider:
                 continue  # thinking output, including draft images, is not the answer
             inline = _get(part, "inlineData", "inline_data")
             if isinstance(inline, dict) and _get(inline, "data", "data"):
-                data = http.decode_b64(self.name, inline["data"])
-                mime = await http.checked_image(self.name, data)
+                data = http.decode_b64(channel, inline["data"])
+                mime = await http.checked_image(channel, data)
                 usage = payload.get("usageMetadata")
                 return (GeneratedImage(data, mime, None),
                         usage if isinstance(usage, dict) else {})
         if reason in SAFETY:
-            raise ContentBlocked(f"the image was blocked by the upstream's safety filter "
-                                 f"({reason})")
-        raise UpstreamUnavailable(f"upstream {self.name} returned no image"
+            raise ContentBlocked(self._explain("the upstream's safety filter refused the image",
+                                               reason, candidate.get("finishMessage")))
+        raise UpstreamUnavailable(f"upstream {channel} returned no image"
                                   + (f" (finishReason {reason})" if reason else ""))
+
+    def _explain(self, what: str, reason: object, message: object) -> str:
+        """Google's own explanation helps the user rephrase; it is upstream text, so scrubbed."""
+        text = f"{what} ({reason})"
+        if isinstance(message, str) and message.strip():
+            text += f": {self.scrub(message.strip())[:300]}"
+        return text
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -8,9 +8,10 @@ import base64
 import binascii
 import email.utils
 import io
+import re
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -19,15 +20,26 @@ from PIL import Image
 from imagegate.providers.base import (
     ContentBlocked,
     ProviderError,
+    QuotaExhausted,
     UpstreamAuthError,
+    UpstreamMisconfigured,
     UpstreamRejected,
     UpstreamUnavailable,
 )
 from imagegate.providers.pool import ShardedClient
 
 MAX_DOWNLOAD = 50 * 1024 * 1024
-MODERATION_CODES = {"moderation_blocked", "content_policy_violation", "content_filter"}
+# "forbidden": what another imagegate (or the seed's hosted service) says for moderation
+MODERATION_CODES = {"moderation_blocked", "content_policy_violation", "content_filter",
+                    "forbidden"}
+QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"}
+AUTH_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"}
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]{1,15}://[^\s\"'<>`]+")
+_TOKEN = re.compile(r"(?i)\bbearer\s+[^\s\"',;]+|\b(?:sk|rk|pk|sess)-[\w*.\-]{6,}"
+                    r"|\bAIza[\w\-]{20,}|\bya29\.[\w.\-]+")
+_PER_DAY = re.compile(r"(?i)per[\s_-]?day")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 def make_client(timeout: float, max_connections: int, headers: dict[str, str] | None = None
@@ -35,16 +47,43 @@ def make_client(timeout: float, max_connections: int, headers: dict[str, str] | 
     return ShardedClient(timeout, max_connections, headers)
 
 
-def safe_url(url: str) -> str:
-    """A URL fit for a message: no credentials, no query string (signatures live there)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+def strip_version(base_url: str, *suffixes: str) -> str:
+    """``https://api.openai.com/v1`` is how most people write an OpenAI-compatible URL, but
+    the providers add the version to their paths themselves."""
+    url = base_url.rstrip("/")
+    for suffix in suffixes:
+        if url.endswith(suffix):
+            return url[: -len(suffix)].rstrip("/")
+    return url
+
+
+class Scrubber:
+    """Takes our key, the upstream's address and every URL out of text an upstream wrote.
+
+    Upstream messages reach clients and logs; an upstream may echo the key it was sent, a
+    masked form of it, or an internal URL (a proxy's, a signed blob link's).
+    """
+
+    def __init__(self, api_key: str | None, base_url: str) -> None:
+        self.secrets = [api_key] if api_key else []
+        self.hosts: list[re.Pattern[str]] = []
+        try:
+            parts = urlsplit(base_url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host, port = None, None
+        if host:
+            address = re.escape(host) + (f"(?::{port})?" if port else "")
+            self.hosts.append(re.compile(rf"(?i)(?<![\w.-]){address}(?![\w-])"))
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        text = _URL.sub("<url>", text)
+        text = _TOKEN.sub("<redacted>", text)
+        for host in self.hosts:
+            text = host.sub("<upstream>", text)
+        return text
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -69,32 +108,93 @@ def json_body(response: httpx.Response) -> Any:
         return None
 
 
-def error_of(response: httpx.Response) -> tuple[str | None, str]:
-    """(code, message) from an OpenAI or Google error body, or a description of the page."""
-    body = json_body(response)
+def google_details(body: Any, kind: str) -> list[dict[str, Any]]:
+    """The ``error.details[]`` entries of one google.rpc type (RetryInfo, QuotaFailure...)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    if not isinstance(details, list):
+        return []
+    return [d for d in details if isinstance(d, dict)
+            and str(d.get("@type", "")).endswith(f"google.rpc.{kind}")]
+
+
+def retry_delay(body: Any) -> float | None:
+    """Gemini sends no Retry-After header: the delay is a RetryInfo detail, "45.8s"."""
+    for info in google_details(body, "RetryInfo"):
+        delay = info.get("retryDelay")
+        if isinstance(delay, str) and (m := _DURATION.match(delay)):
+            return float(m.group(1))
+        if isinstance(delay, dict):  # the proto's {seconds, nanos} form
+            try:
+                return float(delay.get("seconds", 0)) + float(delay.get("nanos", 0)) / 1e9
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def error_of(response: httpx.Response, scrub: Scrubber, body: Any = None
+             ) -> tuple[str | None, str]:
+    """(code, message) from an OpenAI or Google error body, or a description of the page.
+
+    The message is scrubbed before it is cut to length, so no part of a secret survives.
+    """
+    body = json_body(response) if body is None else body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
         code = err.get("code")
         if code is None or isinstance(code, int):  # Google puts the HTTP status here
             code = err.get("status") or err.get("type")
-        message = str(err.get("message") or "").strip() or f"HTTP {response.status_code}"
-        return code, message[:500]
+        message = scrub(str(err.get("message") or "").strip()) or f"HTTP {response.status_code}"
+        return (str(code) if code is not None else None), message[:500]
     kind = response.headers.get("content-type", "").split(";")[0] or "no content type"
     return None, f"HTTP {response.status_code} with a {kind} body"
 
 
-def classify(upstream: str, response: httpx.Response, *, auth_hint: str = "") -> ProviderError:
-    """Turn an upstream error response into what the router and core act on."""
+def _bad_key(status: int, message: str, body: Any) -> bool:
+    if status in (401, 403):
+        return True
+    reasons = {d.get("reason") for d in google_details(body, "ErrorInfo")}
+    return status == 400 and ("api key" in message.lower() or bool(reasons & AUTH_REASONS))
+
+
+def _per_day(message: str, body: Any) -> bool:
+    """A Gemini quota that resets tomorrow: retrying in seconds only burns the time budget."""
+    if _PER_DAY.search(message):
+        return True
+    for failure in google_details(body, "QuotaFailure"):
+        for violation in failure.get("violations") or []:
+            if isinstance(violation, dict) and any(
+                    _PER_DAY.search(str(violation.get(k, "")))
+                    for k in ("quotaId", "quotaMetric", "description")):
+                return True
+    return False
+
+
+def classify(channel: str, response: httpx.Response, scrub: Scrubber, *,
+             auth_hint: str = "") -> ProviderError:
+    """Turn an upstream error response into what the router and core act on.
+
+    Moderation is checked first: an imagegate upstream reports it as 403 "forbidden", which
+    must not read as a credentials failure.
+    """
     status = response.status_code
-    code, message = error_of(response)
-    where = f"upstream {upstream}"
-    if status in (401, 403) or (status == 400 and "api key" in message.lower()):
-        return UpstreamAuthError(f"{where} refused our credentials (HTTP {status}){auth_hint}")
+    body = json_body(response)
+    code, message = error_of(response, scrub, body)
+    where = f"upstream {channel}"
     if code in MODERATION_CODES:
         return ContentBlocked(message)
+    if _bad_key(status, message, body):
+        return UpstreamAuthError(f"{where} refused our credentials (HTTP {status}){auth_hint}")
+    if status == 404 or code == "model_not_found":
+        return UpstreamMisconfigured(
+            f"{where} does not know the model or the path (HTTP {status}: {message}); check "
+            "the channel's model and the upstream's base_url")
+    if code in QUOTA_CODES or (status == 429 and _per_day(message, body)):
+        return QuotaExhausted(f"{where} is out of quota (HTTP {status}): {message}")
     if status in (408, 409, 425, 429) or status >= 500:
+        wait = retry_after(response.headers)
         return UpstreamUnavailable(f"{where} answered HTTP {status}: {message}",
-                                   retry_after=retry_after(response.headers))
+                                   retry_after=wait if wait is not None else retry_delay(body))
     return UpstreamRejected(f"{where} answered HTTP {status}: {message}")
 
 
@@ -136,17 +236,20 @@ async def checked_image(upstream: str, data: bytes) -> str:
 
 async def download(client: ShardedClient, upstream: str, url: str, *,
                    max_bytes: int = MAX_DOWNLOAD, seconds: float = 60.0) -> bytes:
-    """Fetch a url-style result: image content type only, size capped, never a redirect loop."""
-    shown = safe_url(url)
+    """Fetch a url-style result: image content type only, size capped, never a redirect loop.
+
+    Errors never show the link: it is the upstream's address and often carries a signature.
+    """
     try:
         async with client.stream("GET", url, timeout=seconds, follow_redirects=True) as r:
             if r.status_code != 200:
                 raise UpstreamUnavailable(
-                    f"upstream {upstream} image link {shown} answered HTTP {r.status_code}")
+                    f"upstream {upstream} image link answered HTTP {r.status_code}")
             ctype = r.headers.get("content-type", "")
             if not ctype.startswith("image/"):
                 raise UpstreamUnavailable(
-                    f"upstream {upstream} image link {shown} is not an image ({ctype or '?'})")
+                    f"upstream {upstream} image link is not an image "
+                    f"({ctype.split(';')[0][:60] or '?'})")
             declared = r.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise UpstreamUnavailable(

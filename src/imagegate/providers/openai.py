@@ -34,8 +34,9 @@ class OpenAIProvider:
                  environ: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.config = config
-        self.base_url = (config.base_url or "https://api.openai.com").rstrip("/")
+        self.base_url = http.strip_version(config.base_url or "https://api.openai.com", "/v1")
         self.api_key = config.api_key(environ)
+        self.scrub = http.Scrubber(self.api_key, self.base_url)
         self.key_env = config.api_key_env or "OPENAI_API_KEY"
         headers = {"user-agent": "imagegate"}
         if config.organization_env:
@@ -60,38 +61,40 @@ class OpenAIProvider:
         return body
 
     async def generate(self, request: ImageRequest) -> ImageResult:
+        channel = f"{self.name}/{request.upstream_model}"  # what messages name, never the URL
         if not self.api_key:
-            raise UpstreamAuthError(f"upstream {self.name} has no API key: set {self.key_env}")
+            raise UpstreamAuthError(f"upstream {channel} has no API key: set {self.key_env}")
         try:
             response = await self.client.post(
                 f"{self.base_url}/v1/images/generations", json=self.body(request),
                 headers={"authorization": f"Bearer {self.api_key}"})
         except httpx.HTTPError as e:
-            raise http.transport_error(self.name, e) from None
+            raise http.transport_error(channel, e) from None
         if response.status_code != 200:
-            raise http.classify(self.name, response, auth_hint=f"; check {self.key_env}")
+            raise http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
         payload = http.json_body(response)
-        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            raise UpstreamUnavailable(f"upstream {channel} sent a body that is not JSON")
+        items = payload.get("data")
         if not isinstance(items, list) or not items:
-            raise UpstreamUnavailable(f"upstream {self.name} sent no images")
+            raise UpstreamUnavailable(f"upstream {channel} sent no images")
         images = []
         for item in items:
             if not isinstance(item, dict):
-                raise UpstreamUnavailable(f"upstream {self.name} sent a malformed data item")
+                raise UpstreamUnavailable(f"upstream {channel} sent a malformed data item")
             if item.get("b64_json"):
-                data = http.decode_b64(self.name, item["b64_json"])
+                data = http.decode_b64(channel, item["b64_json"])
             elif isinstance(item.get("url"), str):
-                data = await http.download(self.client, self.name, item["url"],
+                data = await http.download(self.client, channel, item["url"],
                                            max_bytes=self.max_download)
             else:
-                raise UpstreamUnavailable(f"upstream {self.name} sent an item with no image")
-            mime = await http.checked_image(self.name, data)
+                raise UpstreamUnavailable(f"upstream {channel} sent an item with no image")
+            mime = await http.checked_image(channel, data)
             revised = item.get("revised_prompt")
             images.append(GeneratedImage(data, mime, revised if isinstance(revised, str)
                                          else None))
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        return ImageResult(images=images, usage=usage,
-                           upstream=f"{self.name}/{request.upstream_model}")
+        return ImageResult(images=images, usage=usage, upstream=channel)
 
     async def aclose(self) -> None:
         await self.client.aclose()

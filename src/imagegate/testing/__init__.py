@@ -31,26 +31,35 @@ __all__ = [
     "serve_forever",
 ]
 
-DEFAULT_KEYS = {"openai": "sk-test", "gemini": "gm-test"}
+DEFAULT_KEYS = {"openai": "sk-test", "gemini": "gm-test"}  # also `imagegate fake-upstream`'s
 
 
 def make_fake(kind: str, *, host: str = "127.0.0.1", port: int = 0,
-              api_key: str | None = None) -> FakeServer:
-    """A fake of the given kind ("openai" or "gemini"), not yet started."""
+              api_key: str | None = None, latency: float = 0.0,
+              url_ttl: float | None = None) -> FakeServer:
+    """A fake of the given kind ("openai" or "gemini"), not yet started.
+
+    ``url_ttl`` (seconds an OpenAI image link stays valid) only applies to openai.
+    """
+    key = api_key or DEFAULT_KEYS.get(kind, "")
     if kind == "openai":
-        return FakeOpenAI(api_key or DEFAULT_KEYS[kind], host=host, port=port)
+        return FakeOpenAI(key, host=host, port=port, latency=latency,
+                          **({"url_ttl": url_ttl} if url_ttl is not None else {}))
     if kind == "gemini":
-        return FakeGemini(api_key or DEFAULT_KEYS[kind], host=host, port=port)
+        return FakeGemini(key, host=host, port=port, latency=latency)
     raise ValueError(f"unknown fake upstream kind {kind!r} (expected 'openai' or 'gemini')")
 
 
-def serve_forever(kind: str, host: str, port: int, api_key: str) -> None:
+def serve_forever(kind: str, host: str, port: int, api_key: str | None = None, *,
+                  latency: float = 0.0, url_ttl: float | None = None) -> None:
     """Run one fake until Ctrl-C or SIGTERM (what `imagegate fake-upstream` calls).
 
-    Faults can be driven from outside via POST /__fake__/script, /__fake__/always,
-    /__fake__/reset and GET /__fake__/requests.
+    Prints the address it really bound (port 0 picks a free one) and never the key, so the
+    line can be logged. Faults can be driven from outside via POST /__fake__/script,
+    /__fake__/always, /__fake__/reset and GET /__fake__/requests.
     """
-    fake = make_fake(kind, host=host, port=port, api_key=api_key)
+    fake = make_fake(kind, host=host, port=port, api_key=api_key, latency=latency,
+                     url_ttl=url_ttl)
     done = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -109,6 +109,7 @@ class FakeGemini(FakeServer):
 
     kind = "gemini"
     server_header = "scaffolding on HTTPServer2"
+    retry_after_header = False
 
     def __init__(self, api_key: str = "gm-test", *, host: str = "127.0.0.1", port: int = 0,
                  latency: float = 0.0, image_format: str = "png") -> None:
@@ -122,13 +123,34 @@ class FakeGemini(FakeServer):
         return Response(exc.code, orjson.dumps({"error": error}), [("vary", "Origin")], _JSON)
 
     def error_response(self, status: int, fault: Fault) -> Response:
+        """Google's error body. A 429 is shaped like AI Studio's: no Retry-After header, the
+        delay in a RetryInfo detail and the violated quota in a QuotaFailure detail."""
         name, message = _STATUS.get(status, ("UNKNOWN", f"HTTP {status}"))
-        details = None
+        details: list[dict[str, Any]] = []
+        if status == 429:
+            quota = fault.quota_id or "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+            message = ("You exceeded your current quota, please check your plan and billing "
+                       "details. For more information on this error, head to: "
+                       "https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your "
+                       "current usage, head to: https://ai.dev/rate-limit. \n* Quota exceeded "
+                       "for metric: generativelanguage.googleapis.com/"
+                       "generate_content_free_tier_requests, limit: 10")
+            if fault.retry_after is not None:
+                message += f"\nPlease retry in {fault.retry_after:g}s."
+            details += [
+                {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                    {"description": "Learn more about Gemini API quotas",
+                     "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                    {"quotaMetric": "generativelanguage.googleapis.com/"
+                                    "generate_content_free_tier_requests",
+                     "quotaId": quota, "quotaDimensions": {"location": "global"},
+                     "quotaValue": "10"}]}]
         if fault.retry_after is not None:
-            details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                        "retryDelay": f"{fault.retry_after:g}s"}]
+            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                            "retryDelay": f"{fault.retry_after:g}s"})
         return self._error(GeminiError(status, fault.message or message, fault.code or name,
-                                       details))
+                                       details or None))
 
     def html_page(self, status: int) -> bytes:
         reason = "Server Error" if status >= 500 else "Client Error"

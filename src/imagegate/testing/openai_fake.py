@@ -51,6 +51,8 @@ _KNOWN_CODES: dict[str, tuple[str, str]] = {
     "content_policy_violation": ("invalid_request_error", "Your request was rejected as a "
                                  "result of our safety system. Your prompt may contain text "
                                  "that is not allowed by our safety system."),
+    "model_not_found": ("invalid_request_error", "The model does not exist or you do not "
+                        "have access to it."),
     "insufficient_quota": ("insufficient_quota", "You exceeded your current quota, please "
                            "check your plan and billing details."),
     "billing_hard_limit_reached": ("invalid_request_error", "Billing hard limit has been "

@@ -30,6 +30,7 @@ class Fault:
     block_reason: str | None = None
     url_response: bool = False
     image_bytes: int | None = None
+    quota_id: str | None = None  # Gemini 429: the QuotaFailure violated, e.g. a per-day one
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:

@@ -55,6 +55,7 @@ class FakeServer:
 
     kind: ClassVar[str] = "generic"
     server_header: ClassVar[str] = "fake-upstream"
+    retry_after_header: ClassVar[bool] = True  # Google puts the delay in the body instead
 
     def __init__(self, api_key: str, *, host: str = "127.0.0.1", port: int = 0,
                  latency: float = 0.0) -> None:
@@ -344,7 +345,7 @@ class FakeServer:
             response = self.error_response(fault.status, fault)
         else:
             response = await self.handle(request, fault)
-        if fault.retry_after is not None:
+        if fault.retry_after is not None and self.retry_after_header:
             response.headers.append(("retry-after", format_retry_after(fault.retry_after)))
         return response
 
