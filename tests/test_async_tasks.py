@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +69,30 @@ def wait_status(gw: GatewayServer, token: str, task_id: str, timeout: float = 20
     raise AssertionError(f"task {task_id} did not finish: {task}")
 
 
+def wait_callback(gw: GatewayServer, token: str, task_id: str, timeout: float = 60
+                  ) -> dict[str, object]:
+    """The task record once its callback delivery has ended (delivered or failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = retrieve(gw, token, id=task_id)
+        callback = task.get("callback")
+        if isinstance(callback, dict) and callback["state"] in ("delivered", "failed"):
+            return task
+        time.sleep(0.1)
+    raise AssertionError(f"callback of {task_id} did not end: {task}")
+
+
+def charged(gw: GatewayServer, task_id: str) -> float:
+    """What the ledger says the task cost, independently of the task record."""
+    rows = db.query(gw.data_dir, "SELECT amount FROM ledger WHERE task_id = ?", task_id)
+    return -sum(amount for (amount,) in rows) / 1_000_000
+
+
+def credential_id(gw: GatewayServer, name: str) -> str:
+    ((cid,),) = db.query(gw.data_dir, "SELECT id FROM credentials WHERE name = ?", name)
+    return str(cid)
+
+
 def test_callback_success_payload_is_signed(gw: GatewayServer, cred: tuple[str, str],
                                            receiver: CallbackReceiver) -> None:
     token, secret = cred
@@ -77,21 +104,61 @@ def test_callback_success_payload_is_signed(gw: GatewayServer, cred: tuple[str, 
     (got,) = receiver.wait_for(1)
     assert got.path == "/hook?x=1"
     assert got.headers["content-type"] == "application/json"
-    assert webhooks.verify(secret, got.body, got.headers["x-imagegate-signature"])
-    assert not webhooks.verify("whsec_wrong", got.body, got.headers["x-imagegate-signature"])
-    assert not webhooks.verify(secret, got.body + b" ", got.headers["x-imagegate-signature"])
-    task = wait_status(gw, token, accepted["task_id"])
+    # the signature, checked by the SPEC's definition rather than by our own helper
+    header = got.headers["x-imagegate-signature"]
+    match = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", header)
+    assert match, header
+    t = int(match[1])
+    assert abs(time.time() - t) < 300
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + got.body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(mac, match[2])
+
+    task = wait_callback(gw, token, accepted["task_id"])
     response = task["response"]
     assert isinstance(response, dict)
     expected = {"success": True, "task_id": accepted["task_id"],
                 "trace_id": accepted["trace_id"],
                 "data": {"created": response["created"], "data": response["data"]}}
     assert got.body == orjson.dumps(expected)
+    assert list(got.json) == ["success", "task_id", "trace_id", "data"]
     assert response["data"][0]["url"].startswith(gw.url + "/files/dalle/")
     assert httpx.get(response["data"][0]["url"]).status_code == 200
+
+    assert task["status"] == "succeeded"
+    assert task["credential_id"] == credential_id(gw, "async")
+    created, started, finished = task["created_at"], task["started_at"], task["finished_at"]
+    assert isinstance(started, float) and isinstance(finished, float)
+    assert isinstance(created, float) and created <= started <= finished
+    assert task["elapsed"] == round(finished - started, 3)
+    assert task["credits"] == charged(gw, accepted["task_id"]) == 0.04
     callback = task["callback"]
     assert isinstance(callback, dict) and callback["state"] == "delivered"
-    assert [a["status"] for a in callback["attempts"]] == [200]
+    assert callback["url"] == receiver.url + "/hook?x=1"
+    (attempt,) = callback["attempts"]
+    assert attempt["status"] == 200 and attempt["error"] is None
+    assert callback["delivered_at"] == attempt["at"]
+
+
+def test_verify_helper(cred: tuple[str, str]) -> None:
+    """webhooks.verify against a signature made by hand: tolerance, secret, body, str."""
+    _, secret = cred
+    body = b'{"success":true,"task_id":"t"}'
+    t = int(time.time())
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    header = f"t={t},v1={mac}"
+    assert webhooks.sign(secret, body, t) == header
+    assert webhooks.verify(secret, body, header)
+    assert webhooks.verify(secret, body.decode(), header)  # frameworks hand over str
+    assert webhooks.verify(secret, body, header, now=t + 299)
+    assert not webhooks.verify(secret, body, header, now=t + 301)
+    assert not webhooks.verify(secret, body, header, now=t - 301)
+    assert not webhooks.verify(secret, body, header, tolerance=10, now=t + 11)
+    assert not webhooks.verify("whsec_wrong", body, header)
+    assert not webhooks.verify(secret, body.replace(b"true", b"fals"), header)
+    assert not webhooks.verify(secret, body + b" ", header)
+    assert not webhooks.verify(secret, body, f"t={t + 1},v1={mac}")  # t is signed too
+    for broken in ("", "v1=" + mac, f"t=soon,v1={mac}", f"t={t}", f"t={t},v1=\u00e9"):
+        assert not webhooks.verify(secret, body, broken), broken
 
 
 def test_async_flag_without_callback(gw: GatewayServer, cred: tuple[str, str]) -> None:
@@ -114,12 +181,19 @@ def test_callback_failure_payload(tmp_path: Path, receiver: CallbackReceiver) ->
                                  "callback_url": receiver.url})
         (got,) = receiver.wait_for(1)
         assert webhooks.verify(secret, got.body, got.headers["x-imagegate-signature"])
-        body = got.json
-        assert body == {"success": False, "task_id": r.json()["task_id"],
-                        "trace_id": r.json()["trace_id"],
-                        "error": {"code": "api_error", "message": "internal error"}}
+        task_id, trace_id = r.json()["task_id"], r.json()["trace_id"]
+        assert got.body == (
+            b'{"success":false,"task_id":"' + task_id.encode() + b'","trace_id":"'
+            + trace_id.encode() + b'","error":{"code":"api_error","message":"internal error"}}')
         assert db.query(server.data_dir, "SELECT balance FROM credentials WHERE name = 'test'"
                         ) == [(5_000_000,)]
+        task = wait_callback(server, token, task_id)
+        assert task["status"] == "failed"
+        assert task["credits"] == 0 and charged(server, task_id) == 0  # reserved, released
+        assert task["credential_id"] == credential_id(server, "test")
+        assert isinstance(task["started_at"], float) and isinstance(task["elapsed"], float)
+        callback = task["callback"]
+        assert isinstance(callback, dict) and callback["state"] == "delivered"
 
 
 def test_receiver_down_then_up(gw: GatewayServer, cred: tuple[str, str],
@@ -146,7 +220,12 @@ def test_receiver_down_then_up(gw: GatewayServer, cred: tuple[str, str],
     "http://10.0.0.1/hook", "http://172.16.5.4/hook", "http://192.168.1.1/hook",
     "http://127.0.0.1/hook", "http://[::1]/hook", "http://169.254.169.254/latest/meta-data",
     "http://localhost/hook", "http://0.0.0.0/hook", "http://224.0.0.1/hook",
-    "http://[::ffff:127.0.0.1]/hook", "ftp://example.com/x", "file:///etc/passwd",
+    "http://[::ffff:127.0.0.1]/hook", "http://[::ffff:7f00:1]/", "http://[::127.0.0.1]/",
+    "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::1]/", "http://[fec0::1]/",
+    "http://[64:ff9b::a00:1]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[fc00::1]/",
+    "http://[fe80::1]/", "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+    "http://100.64.0.1/", "http://127.1/", "http://2130706433/", "http://[::]/",
+    "ftp://example.com/x", "file:///etc/passwd",
     "gopher://example.com/", "http:///nohost", "not a url", "http://user:pw@8.8.8.8/",
 ])
 def test_ssrf_matrix(tmp_path_factory: pytest.TempPathFactory, strict_gw: GatewayServer,
@@ -232,6 +311,26 @@ def test_task_queries(gw: GatewayServer, cred: tuple[str, str]) -> None:
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", bad
     r = httpx.post(gw.url + "/openai/tasks", json={"action": "delete"}, headers=auth)
     assert r.status_code == 400
+
+
+def test_batch_default_and_largest_limit(gw: GatewayServer) -> None:
+    token = gw.token(credits=10, name="paging")
+    ids = [post(gw, token, {"model": "nano-banana", "prompt": f"p{i}"}).json()["task_id"]
+           for i in range(13)]
+    auth = {"authorization": f"Bearer {token}"}
+
+    def batch(**q: object) -> httpx.Response:
+        return httpx.post(gw.url + "/openai/tasks", json={"action": "retrieve_batch", **q},
+                          headers=auth)
+
+    default = batch().json()
+    assert default["count"] == 13 and len(default["items"]) == 12
+    assert len(batch(limit=None).json()["items"]) == 12
+    largest = batch(limit=100)
+    assert largest.status_code == 200
+    assert sorted(t["id"] for t in largest.json()["items"]) == sorted(ids)
+    too_many = batch(limit=101)
+    assert too_many.status_code == 400 and "limit" in too_many.json()["error"]["message"]
 
 
 def test_idempotent_replays(gw: GatewayServer) -> None:

@@ -14,17 +14,25 @@ import time
 HEADER = "X-Imagegate-Signature"
 
 
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+def _bytes(body: bytes | str) -> bytes:
+    return body.encode() if isinstance(body, str) else bytes(body)
+
+
+def sign(secret: str, body: bytes | str, timestamp: int | None = None) -> str:
     t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + _bytes(body),
+                   hashlib.sha256).hexdigest()
     return f"t={t},v1={mac}"
 
 
-def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300,
+def verify(secret: str, body: bytes | str, header: str, *, tolerance: float = 300,
            now: float | None = None) -> bool:
-    """True when ``header`` is a valid signature of ``body`` made within ``tolerance`` s."""
+    """True when ``header`` is a valid signature of ``body`` made within ``tolerance`` s.
+
+    ``body`` is the raw request body; a str is taken as its UTF-8 encoding, which is what
+    frameworks that decode bodies for you hand over. Never raises on a malformed header."""
     fields: dict[str, list[str]] = {}
-    for part in header.split(","):
+    for part in (header or "").split(","):
         key, _, value = part.strip().partition("=")
         fields.setdefault(key, []).append(value)
     try:
@@ -33,5 +41,6 @@ def verify(secret: str, body: bytes, header: str, *, tolerance: float = 300,
         return False
     if abs((time.time() if now is None else now) - t) > tolerance:
         return False
-    expected = sign(secret, body, t).split("v1=", 1)[1]
-    return any(hmac.compare_digest(expected, v) for v in fields.get("v1", []))
+    expected = sign(secret, body, t).split("v1=", 1)[1].encode()
+    # bytes, because compare_digest refuses str holding non-ASCII characters
+    return any(hmac.compare_digest(expected, v.encode()) for v in fields.get("v1", []))

@@ -16,6 +16,11 @@ MAX_LIMIT = 100
 
 
 def record(task: Task) -> dict[str, Any]:
+    """The SPEC section 3 task record.
+
+    ``credits`` is what the task charged the caller: the settled price once it succeeded,
+    0 once it failed (its reservation was released), and the amount held while it is
+    queued or running."""
     finished = task.finished_at
     elapsed = round(finished - (task.started_at or task.created_at), 3) if finished else None
     callback = None
@@ -27,7 +32,8 @@ def record(task: Task) -> dict[str, Any]:
         "request": task.request, "response": task.response, "status": task.status,
         "created_at": task.created_at, "started_at": task.started_at,
         "finished_at": finished, "elapsed": elapsed, "credential_id": task.credential_id,
-        "credits": from_micro(task.credits), "attempts": task.attempts, "usage": task.usage,
+        "credits": from_micro(0 if task.status == "failed" else task.credits),
+        "attempts": task.attempts, "usage": task.usage,
         "callback": callback,
     }
 
