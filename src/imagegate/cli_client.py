@@ -1,19 +1,41 @@
-"""`imagegate generate` and `imagegate tasks get`: the command-line client of a gateway."""
+"""`imagegate generate` and `imagegate tasks get`: the command-line client of a gateway.
+
+Only typer is imported at module level: `imagegate --help` must not pay for httpx or rich.
+Errors go to stderr with plain print, one line each, so a pipe or a log never sees an error
+hard-wrapped at 80 columns.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from imagegate.client import Client
 
 BaseUrl = Annotated[str, typer.Option(envvar="IMAGEGATE_BASE_URL",
                                       help="The gateway [env IMAGEGATE_BASE_URL]")]
 Token = Annotated[str | None, typer.Option(envvar="IMAGEGATE_TOKEN",
                                            help="API token [env IMAGEGATE_TOKEN]")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(message, file=sys.stderr, flush=True)
+    return typer.Exit(code)
+
+
+def _client(base_url: str, token: str | None, timeout: float = 900.0) -> Client:
+    from imagegate.client import Client, ClientError
+
+    if not token:
+        raise _fail("error: no token: pass --token or set IMAGEGATE_TOKEN", 2)
+    try:
+        return Client(base_url, token, timeout=timeout)
+    except ClientError as e:
+        raise _fail(e.message, e.exit_code) from None
 
 
 def generate(
@@ -31,14 +53,12 @@ def generate(
     out: Annotated[Path, typer.Option(help="Directory for the images")] = Path("."),
     base_url: BaseUrl = "http://127.0.0.1:8000",
     token: Token = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer")] = 900.0,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the images (with --async: for the task to finish)")] = 900.0,
 ) -> None:
     """Generate images and save them; prints each file's path and the task id."""
-    from imagegate.client import Client, ClientError
+    from imagegate.client import ClientError, Unsaved
 
-    if not token:
-        err.print("error: no token: pass --token or set IMAGEGATE_TOKEN")
-        raise typer.Exit(2)
     body: dict[str, Any] = {"model": model, "prompt": prompt}
     for key, value in (("size", size), ("n", n), ("quality", quality), ("style", style),
                        ("output_format", fmt), ("background", background),
@@ -47,12 +67,21 @@ def generate(
             body[key] = value
     if is_async:
         body["async"] = True
-    client = Client(base_url, token, timeout=timeout, console=err)
+    client = _client(base_url, token, timeout)
     try:
         task_id, paths = client.generate(body, out)
+    except Unsaved as e:
+        for path in e.saved:
+            print(path)
+        for url in e.urls:
+            print(url)
+        print(f"task {e.task_id}", flush=True)
+        raise _fail(f"{e.message}; the images are at the URLs above and in "
+                    f"`imagegate tasks get {e.task_id}`", e.exit_code) from None
     except ClientError as e:
-        err.print(e.message, markup=False, highlight=False)
-        raise typer.Exit(e.exit_code) from None
+        raise _fail(e.message, e.exit_code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
     finally:
         client.close()
     for path in paths:
@@ -67,16 +96,14 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Look at tasks on a gateway."
 def tasks_get(task_id: Annotated[str, typer.Argument(help="The task id")],
               base_url: BaseUrl = "http://127.0.0.1:8000", token: Token = None) -> None:
     """Print a task as JSON."""
-    from imagegate.client import Client, ClientError, dumps
+    from imagegate.client import ClientError, dumps
 
-    if not token:
-        err.print("error: no token: pass --token or set IMAGEGATE_TOKEN")
-        raise typer.Exit(2)
-    client = Client(base_url, token, console=err)
+    client = _client(base_url, token, 60.0)
     try:
         print(dumps(client.task(task_id)))
     except ClientError as e:
-        err.print(e.message, markup=False, highlight=False)
-        raise typer.Exit(e.exit_code) from None
+        raise _fail(e.message, e.exit_code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
     finally:
         client.close()

@@ -13,7 +13,10 @@ from imagegate.core.errors import NoApi
 router = APIRouter()
 FILES = {"playground.html": "text/html; charset=utf-8",
          "playground.css": "text/css; charset=utf-8",
-         "playground.js": "text/javascript; charset=utf-8"}
+         "playground.js": "text/javascript; charset=utf-8",
+         "family.js": "text/javascript; charset=utf-8",
+         "snippets.js": "text/javascript; charset=utf-8",
+         "run.js": "text/javascript; charset=utf-8"}
 
 
 @cache

@@ -1,0 +1,101 @@
+// Code for the current form, in four languages. Every snippet is run against a real gateway
+// by tests/test_playground.py, so what a user copies is known to work. Async snippets poll
+// /openai/tasks until the task ends, because a bare task id is not what anyone wants.
+
+export const LANGS = ["python", "openai", "curl", "js"];
+
+const SDK_PARAMS = ["model", "prompt", "n", "size", "quality", "style", "response_format",
+                    "background", "output_format", "output_compression", "moderation"];
+
+function pyValue(v, indent) {
+  const pad = " ".repeat(indent);
+  if (v === null) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (Array.isArray(v)) return `[${v.map((x) => pyValue(x, indent)).join(", ")}]`;
+  if (typeof v === "object") {
+    const rows = Object.entries(v).map(([k, x]) => `${pad}    ${JSON.stringify(k)}: ${pyValue(x, indent + 4)},`);
+    return `{\n${rows.join("\n")}\n${pad}}`;
+  }
+  return JSON.stringify(v);
+}
+
+const isAsync = (body) => Boolean(body.async || body.callback_url);
+const shell = (text) => `'${text.replace(/'/g, "'\\''")}'`;
+
+function python(body, origin, token) {
+  const imports = isAsync(body) ? "import json\nimport time\n\n" : "";
+  const head = `${imports}import requests\n\n` +
+    `url = "${origin}/openai/images/generations"\nheaders = {\n    "accept": "application/json",\n` +
+    `    "authorization": "Bearer ${token}",\n    "content-type": "application/json",\n}\n` +
+    `payload = ${pyValue(body, 0)}\n\nresponse = requests.post(url, json=payload, headers=headers)\n`;
+  if (!isAsync(body)) return head + `print(response.text)\n`;
+  return head + `response.raise_for_status()\ntask_id = response.json()["task_id"]\n` +
+    `print("task", task_id)\n\nwhile True:  # poll until the task ends\n` +
+    `    task = requests.post("${origin}/openai/tasks", headers=headers,\n` +
+    `                         json={"action": "retrieve", "id": task_id}).json()\n` +
+    `    if task.get("status") not in ("queued", "running"):  # {} means no such task\n` +
+    `        break\n    time.sleep(2)\nprint(json.dumps(task, indent=2))\n`;
+}
+
+function openai(body, origin, token) {
+  const args = SDK_PARAMS.filter((k) => k in body).map((k) => `    ${k}=${pyValue(body[k], 4)},`);
+  const extra = Object.fromEntries(Object.entries(body).filter(([k]) => !SDK_PARAMS.includes(k)));
+  if (Object.keys(extra).length) args.push(`    extra_body=${pyValue(extra, 4)},`);
+  const imports = isAsync(body) ? "import json\nimport time\n\nimport httpx\n" : "";
+  const head = `${imports}from openai import OpenAI\n\n` +
+    `client = OpenAI(base_url="${origin}/v1", api_key="${token}")\n` +
+    `result = client.images.generate(\n${args.join("\n")}\n)\n`;
+  if (!isAsync(body)) {
+    return head + `for image in result.data:\n    print(image.url or image.b64_json[:60] + "...")\n`;
+  }
+  return head + `task_id = result.task_id  # imagegate answers an async request with a task id\n` +
+    `print("task", task_id)\n\nwhile True:  # poll until the task ends\n` +
+    `    task = httpx.post("${origin}/openai/tasks",\n` +
+    `                      headers={"authorization": f"Bearer {client.api_key}"},\n` +
+    `                      json={"action": "retrieve", "id": task_id}).json()\n` +
+    `    if task.get("status") not in ("queued", "running"):  # {} means no such task\n` +
+    `        break\n    time.sleep(2)\nprint(json.dumps(task, indent=2))\n`;
+}
+
+function curl(body, origin, token) {
+  const json = JSON.stringify(body, null, 2);
+  const post = `curl -sS -X POST '${origin}/openai/images/generations' \\\n` +
+    `  -H 'authorization: Bearer ${token}' \\\n  -H 'content-type: application/json' \\\n` +
+    `  -d ${shell(json)}`;
+  if (!isAsync(body)) return post + "\n";
+  return `submitted=$(${post})\necho "$submitted"\n` +
+    `task_id=$(printf '%s' "$submitted" | sed -n 's/.*"task_id": *"\\([^"]*\\)".*/\\1/p')\n` +
+    `[ -n "$task_id" ] || exit 1\n\n` +
+    `while :; do  # poll until the task ends\n` +
+    `  task=$(curl -sS -X POST '${origin}/openai/tasks' \\\n` +
+    `    -H 'authorization: Bearer ${token}' -H 'content-type: application/json' \\\n` +
+    `    -d "{\\"action\\": \\"retrieve\\", \\"id\\": \\"$task_id\\"}")\n` +
+    `  printf '%s' "$task" | grep -Eq '"status": ?"(queued|running)"' || break\n` +
+    `  sleep 2\ndone\necho "$task"\n`;
+}
+
+function js(body, origin, token) {
+  const json = JSON.stringify(body, null, 2).replace(/\n/g, "\n  ");
+  const head = `const headers = {\n  "authorization": "Bearer ${token}",\n` +
+    `  "content-type": "application/json",\n};\n` +
+    `const response = await fetch("${origin}/openai/images/generations", {\n` +
+    `  method: "POST",\n  headers,\n  body: JSON.stringify(${json}),\n});\n`;
+  if (!isAsync(body)) return head + `console.log(JSON.stringify(await response.json(), null, 2));\n`;
+  return head + `const submitted = await response.json();\n` +
+    `if (!submitted.task_id) throw new Error(JSON.stringify(submitted));\n` +
+    `console.log("task", submitted.task_id);\n\nlet task;\n` +
+    `for (;;) {  // poll until the task ends\n` +
+    `  const polled = await fetch("${origin}/openai/tasks", {\n    method: "POST",\n    headers,\n` +
+    `    body: JSON.stringify({ action: "retrieve", id: submitted.task_id }),\n  });\n` +
+    `  task = await polled.json();\n` +
+    `  if (task.status !== "queued" && task.status !== "running") break;  // {}: no such task\n` +
+    `  await new Promise((resolve) => setTimeout(resolve, 2000));\n}\n` +
+    `console.log(JSON.stringify(task, null, 2));\n`;
+}
+
+const WRITERS = { python, openai, curl, js };
+
+export function code(which, body, origin, token) {
+  return WRITERS[which](body, origin, token);
+}
