@@ -5,23 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from imagegate import logging as logs
 from imagegate.cli_client import generate, tasks_app
 from imagegate.cli_fake import fake_upstream
 from imagegate.cli_tokens import tokens
-from imagegate.settings import Settings
-from imagegate.startup import (
-    StartupError,
-    check_config,
-    check_storage,
-    open_database,
-    settings_from,
-)
+
+if TYPE_CHECKING:  # the server's imports wait until a server command runs: --help is quick
+    from imagegate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="imagegate: an OpenAI-compatible image generation gateway.")
@@ -72,7 +66,9 @@ def serve(
     log_level: LogLevel = None,
 ) -> None:
     """Run the gateway."""
+    from imagegate import logging as logs
     from imagegate.api.app import create_app, run
+    from imagegate.startup import StartupError, settings_from
 
     try:
         settings = settings_from(
@@ -99,6 +95,8 @@ def serve(
 async def _prepare(settings: Settings) -> str | None:
     """Check the config, storage and database, migrate, and in sandbox mode make sure a
     working demo token exists."""
+    from imagegate.startup import check_config, check_storage, open_database
+
     check_config(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     check_storage(settings)
@@ -142,6 +140,7 @@ async def _demo_token(settings: Settings, sessions: Any) -> str:
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Apply database migrations (safe to run from several nodes at once)."""
+    from imagegate.startup import StartupError, open_database, settings_from
 
     async def run(settings: Settings) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +172,8 @@ def worker(
     log_level: LogLevel = None,
 ) -> None:
     """Run task workers only (no API), sharing the database with `imagegate serve` nodes."""
+    from imagegate import logging as logs
+    from imagegate.startup import StartupError, check_config, check_storage, settings_from
     from imagegate.worker.service import run_worker
 
     try:
@@ -197,6 +198,8 @@ def worker(
 
 
 async def _check_database(settings: Settings) -> None:
+    from imagegate.startup import open_database
+
     sessions = await open_database(settings, migrate=settings.migrate)
     await sessions.dispose()
 
