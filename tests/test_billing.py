@@ -24,8 +24,16 @@ def ledger_of(server: GatewayServer, cred_id: str) -> list[tuple[str | None, str
                                                "WHERE credential_id = ? ORDER BY id", cred_id)]
 
 
-def test_200_concurrent_requests_against_50_requests_of_credit(tmp_path: Path) -> None:
-    with GatewayServer(tmp_path / "d", "--sandbox", env=ADMIN) as server:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_200_concurrent_requests_against_50_requests_of_credit(tmp_path: Path, processes: int
+                                                                ) -> None:
+    """With two processes each has its own in-process writer and each gets enough requests
+    to spend the whole balance alone: only the database's conditional UPDATE can keep them
+    from both spending the same credits (which one wins the race does not matter)."""
+    data = tmp_path / "d"
+    servers = [GatewayServer(data, "--sandbox", env=ADMIN).start() for _ in range(processes)]
+    try:
+        server = servers[0]
         r = httpx.post(server.url + "/admin/credentials", headers=AUTH_ADMIN, json={
             "name": "exact", "credits": 7, "rate_limits": {"rps": 10000, "concurrency": 1000}})
         assert r.status_code == 201, r.text
@@ -33,10 +41,11 @@ def test_200_concurrent_requests_against_50_requests_of_credit(tmp_path: Path) -
 
         async def storm() -> list[httpx.Response]:
             limits = httpx.Limits(max_connections=200)
-            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120,
+            async with httpx.AsyncClient(limits=limits, timeout=120,
                                          headers={"authorization": f"Bearer {token}"}) as c:
                 return await asyncio.gather(*(
-                    c.post(GEN, json={"model": "nano-banana", "prompt": f"p{i}"})
+                    c.post(servers[i % processes].url + GEN,
+                           json={"model": "nano-banana", "prompt": f"p{i}"})
                     for i in range(200)))
 
         responses = asyncio.run(storm())
@@ -61,6 +70,9 @@ def test_200_concurrent_requests_against_50_requests_of_credit(tmp_path: Path) -
         assert me["by_model"]["nano-banana"]["succeeded"] == 50
         assert me["by_model"]["nano-banana"]["credits"] == 7.0
         assert len(me["recent_tasks"]) == 10
+    finally:
+        for one in servers:
+            one.stop()
 
 
 def test_upstream_failure_refunds_in_full(tmp_path: Path) -> None:
@@ -97,8 +109,15 @@ def test_admin_api_and_credential_states(tmp_path: Path) -> None:
         assert gen(token).json()["error"]["code"] == "disabled"  # no stale cache
         httpx.post(f"{server.url}/admin/credentials/{cid}/enable", headers=AUTH_ADMIN)
         assert gen(token).status_code == 200
+        # only openai-images exists yet, so the API refuses other scopes: a credential
+        # from elsewhere (a newer version, another API) is made in the database
+        refused = httpx.patch(f"{server.url}/admin/credentials/{cid}", headers=AUTH_ADMIN,
+                              json={"scopes": ["suno-audio"]})
+        assert refused.status_code == 400 and "suno-audio" in refused.json()["error"]["message"]
+        db.execute(server, "UPDATE credentials SET scopes = ? WHERE id = ?", '["suno-audio"]',
+                   cid)
         httpx.patch(f"{server.url}/admin/credentials/{cid}", headers=AUTH_ADMIN,
-                    json={"scopes": ["suno-audio"]})
+                    json={"name": "alice2"})  # drops the cached copy
         assert gen(token).json()["error"]["code"] == "token_mismatched"
         httpx.patch(f"{server.url}/admin/credentials/{cid}", headers=AUTH_ADMIN,
                     json={"scopes": ["openai-images"], "expires_at": time.time() - 1})
@@ -157,6 +176,42 @@ def test_cli_credential_lifecycle(tmp_path: Path) -> None:
         missing = cli("tokens", "topup", "nonexistent", "1", "--data-dir", str(data),
                       env=server.env, check=False)
         assert missing.returncode == 2 and "no credential" in missing.stderr
+
+
+def test_cli_changes_reach_a_gateway_within_a_second_without_redis(tmp_path: Path) -> None:
+    """No Redis: the revision the CLI bumps is what the gateway notices. A long cache TTL
+    makes sure expiry cannot be what refreshed it."""
+    data = tmp_path / "d"
+    with GatewayServer(data, "--sandbox",
+                       env={"IMAGEGATE_CREDENTIAL_CACHE_SECONDS": "300"}) as server:
+        out = cli("tokens", "create", "--name", "carol", "--credits", "1", "--data-dir",
+                  str(data), env=server.env).stdout
+        token = out.strip().splitlines()[-1]
+
+        def gen() -> httpx.Response:
+            return httpx.post(server.url + GEN, json={"model": "nano-banana", "prompt": "x"},
+                              headers={"authorization": f"Bearer {token}"})
+
+        def tokens(*args: str) -> None:
+            assert cli("tokens", *args, token[:8], "--data-dir", str(data),
+                       env=server.env).returncode == 0
+
+        assert gen().status_code == 200  # cached from here on
+        tokens("disable")
+        time.sleep(1.5)
+        r = gen()
+        assert r.status_code == 403 and r.json()["error"]["code"] == "disabled"
+        tokens("enable")
+        time.sleep(1.5)
+        assert gen().status_code == 200
+        tokens("delete")
+        time.sleep(1.5)
+        r = gen()
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"
+        listing = cli("tokens", "list", "--data-dir", str(data), env=server.env).stdout
+        assert "carol" not in listing
+        usage = cli("tokens", "usage", token[:8], "--data-dir", str(data), env=server.env)
+        assert '"ledger_balance": 0.72' in usage.stdout  # the ledger outlives the token
 
 
 def test_self_service_issues_free_credits_and_is_limited(tmp_path: Path) -> None:

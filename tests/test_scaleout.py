@@ -1,8 +1,9 @@
-"""Scale-out pieces: PostgreSQL migrations from many nodes, S3 storage, Redis wake-ups,
-graceful shutdown."""
+"""Scale-out pieces: migrations from many nodes, S3 storage, Redis wake-ups and channels,
+graceful shutdown. The API-level tests run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -10,18 +11,24 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from PIL import Image
 
+from tests.support import backend as backends
 from tests.support import db, pg
 from tests.support.s3 import moto_server, new_bucket
 from tests.support.server import GatewayServer, cli, free_port
 
 GEN = "/openai/images/generations"
+HEAD = "0002"
+REDIS = "redis://127.0.0.1:6379/0"
+on_both_backends = pytest.mark.usefixtures("backend")
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +44,60 @@ def test_db_upgrade_from_several_nodes_at_once() -> None:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
         outs = [p.communicate(timeout=60) for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
-        assert db.query_url(url, "SELECT version_num FROM alembic_version") == [("0001",)]
+        assert db.query_url(url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+        assert db.query_url(url, "SELECT name, value FROM revisions") == [("credentials", 0)]
 
 
+async def _migrate_to(url: str, revision: str) -> None:
+    from alembic import command
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from imagegate.db.engine import _alembic_config, normalize_url
+
+    engine = create_async_engine(normalize_url(url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_alembic_config(c), revision))
+    finally:
+        await engine.dispose()
+
+
+@on_both_backends
+def test_upgrade_keeps_data_written_before_it(tmp_path: Path) -> None:
+    """A database at 0001 with a credential and its ledger, upgraded by four nodes at once:
+    the token still works and nothing was lost."""
+    from imagegate.core.credentials import hash_token
+
+    data = tmp_path / "d"
+    data.mkdir()
+    url = backends.database_url_for(data) or f"sqlite+aiosqlite:///{data / 'imagegate.db'}"
+    asyncio.run(_migrate_to(url, "0001"))
+    token, now = "ig-" + "k" * 32, time.time()
+    db.execute(url, "INSERT INTO credentials (id, name, application, token_hash, token_prefix, "
+                    "scopes, balance, disabled, webhook_secret, created_at) VALUES "
+                    "(?, 'old', 'default', ?, ?, ?, 2000000, ?, 'whsec_x', ?)",
+               "c-old", hash_token(token), token[:8], '["openai-images"]', False, now)
+    db.execute(url, "INSERT INTO ledger (credential_id, task_id, kind, amount, balance_after, "
+                    "created_at) VALUES ('c-old', NULL, 'grant', 2000000, 2000000, ?)", now)
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "imagegate", "db", "upgrade", "--database-url", url,
+         "--data-dir", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert db.query_url(url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+    assert db.query_url(url, "SELECT id, deleted_at FROM credentials") == [("c-old", None)]
+    assert db.query_url(url, "SELECT name, value FROM revisions") == [("credentials", 0)]
+    with GatewayServer(data, "--sandbox", "--database-url", url) as server:
+        r = httpx.post(server.url + GEN, json={"model": "nano-banana", "prompt": "old"},
+                       headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.headers["x-credits-charged"] == "0.14", r.text
+    kinds = db.query_url(url, "SELECT kind FROM ledger WHERE credential_id = 'c-old' "
+                              "ORDER BY id")
+    assert kinds == [("grant",), ("reserve",), ("settle",)]
+
+
+@on_both_backends
 def test_s3_storage_served_through_files(tmp_path: Path, s3: dict[str, str]) -> None:
     bucket, client = new_bucket(s3)
     with GatewayServer(tmp_path / "d", "--sandbox", "--storage-url", f"s3://{bucket}/imgs",
@@ -60,6 +118,7 @@ def test_s3_storage_served_through_files(tmp_path: Path, s3: dict[str, str]) -> 
         assert httpx.get(server.url + "/readyz").json()["checks"]["storage"] == "ok"
 
 
+@on_both_backends
 def test_s3_with_a_cdn_base_url(tmp_path: Path, s3: dict[str, str]) -> None:
     bucket, client = new_bucket(s3)
     policy = {"Version": "2012-10-17", "Statement": [{
@@ -76,6 +135,7 @@ def test_s3_with_a_cdn_base_url(tmp_path: Path, s3: dict[str, str]) -> None:
         assert Image.open(io.BytesIO(httpx.get(url).content)).size == (1024, 1024)
 
 
+@on_both_backends
 def test_memory_storage(tmp_path: Path) -> None:
     with GatewayServer(tmp_path / "d", "--sandbox", "--storage-url", "memory:///") as server:
         r = httpx.post(server.url + GEN, json={"model": "nano-banana", "prompt": "mem"},
@@ -94,10 +154,14 @@ def _submit_async(server: GatewayServer, token: str, n: int) -> list[str]:
     return ids
 
 
-def _worker(data: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def _worker(api: GatewayServer, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """A worker process on the API node's database, writing image URLs under its address."""
+    if api.database_url:
+        env = {**env, "IMAGEGATE_DATABASE_URL": api.database_url}
     return subprocess.Popen(
-        [sys.executable, "-m", "imagegate", "worker", "--sandbox", "--data-dir", str(data),
-         *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, "-m", "imagegate", "worker", "--sandbox", "--data-dir",
+         str(api.data_dir), "--public-base-url", api.url, *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, **env})
 
 
@@ -110,13 +174,14 @@ def _wait(check, timeout: float = 30) -> float:  # type: ignore[no-untyped-def]
     raise AssertionError("condition not met in time")
 
 
+@on_both_backends
 def test_redis_wakes_idle_workers_at_once(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    channel_env = {"IMAGEGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
-                   "IMAGEGATE_POLL_INTERVAL": "30"}
+    channel_env = {"IMAGEGATE_REDIS_URL": REDIS, "IMAGEGATE_POLL_INTERVAL": "30",
+                   "IMAGEGATE_RATE_LIMIT_PREFIX": f"test-{uuid.uuid4().hex[:8]}"}
     with GatewayServer(data, "--sandbox", env={**channel_env, "IMAGEGATE_WORKERS": "0"}) as api:
         token = api.demo_token()
-        worker = _worker(data, channel_env)
+        worker = _worker(api, channel_env)
         try:
             time.sleep(2)  # the worker has subscribed and gone idle on a 30 s poll
             (task_id,) = _submit_async(api, token, 1)
@@ -128,12 +193,13 @@ def test_redis_wakes_idle_workers_at_once(tmp_path: Path) -> None:
             worker.wait(10)
 
 
+@on_both_backends
 def test_redis_down_falls_back_to_polling(tmp_path: Path) -> None:
     data = tmp_path / "d"
     env = {"IMAGEGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
            "IMAGEGATE_POLL_INTERVAL": "0.3"}
     with GatewayServer(data, "--sandbox", env={**env, "IMAGEGATE_WORKERS": "0"}) as api:
-        worker = _worker(data, env)
+        worker = _worker(api, env)
         try:
             ids = _submit_async(api, api.demo_token(), 3)
             _wait(lambda: db.query(data, "SELECT count(*) FROM tasks WHERE status = "
@@ -144,6 +210,7 @@ def test_redis_down_falls_back_to_polling(tmp_path: Path) -> None:
             worker.wait(10)
 
 
+@on_both_backends
 def test_sigterm_hands_back_running_tasks(tmp_path: Path) -> None:
     data = tmp_path / "d"
     env = {"IMAGEGATE_SANDBOX_LATENCY": "30", "IMAGEGATE_SHUTDOWN_GRACE": "1",
@@ -170,7 +237,39 @@ def test_sigterm_hands_back_running_tasks(tmp_path: Path) -> None:
     assert len(ids) == 3
 
 
+@on_both_backends
+def test_redis_channels_belong_to_the_deployment(tmp_path: Path) -> None:
+    """Two deployments sharing one Redis keep apart by IMAGEGATE_RATE_LIMIT_PREFIX: task
+    wake-ups and credential changes (from the API and from the CLI) use its channels."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    env = {"IMAGEGATE_REDIS_URL": REDIS, "IMAGEGATE_RATE_LIMIT_PREFIX": prefix,
+           "IMAGEGATE_ADMIN_KEY": "adm-channels"}
+    listener = redis.Redis.from_url(REDIS).pubsub()
+    listener.psubscribe(f"{prefix}:*")
+    try:
+        with GatewayServer(tmp_path / "d", "--sandbox", env=env) as api:
+            admin = {"authorization": "Bearer adm-channels"}
+            cred = httpx.post(api.url + "/admin/credentials", headers=admin,
+                              json={"name": "ch", "credits": 1}).json()
+            r = httpx.post(api.url + GEN, json={"model": "nano-banana", "prompt": "c",
+                                                "async": True},
+                           headers={"authorization": f"Bearer {cred['token']}"})
+            assert r.status_code == 200, r.text
+            httpx.post(f"{api.url}/admin/credentials/{cred['id']}/disable", headers=admin)
+            cli("tokens", "enable", cred["id"], "--data-dir", str(api.data_dir), env=api.env)
+            seen: list[tuple[str, str]] = []
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len(seen) < 3:
+                message = listener.get_message(timeout=0.5)
+                if message and message["type"] == "pmessage":
+                    seen.append((message["channel"].decode(), message["data"].decode()))
+    finally:
+        listener.close()
+    assert (f"{prefix}:tasks-queued", "1") in seen, seen
+    assert seen.count((f"{prefix}:credentials-changed", cred["id"])) == 2, seen
+
+
 def test_cli_db_upgrade_on_sqlite(tmp_path: Path) -> None:
     out = cli("db", "upgrade", "--data-dir", str(tmp_path))
     assert "latest schema" in out.stdout
-    assert db.query(tmp_path, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert db.query(tmp_path, "SELECT version_num FROM alembic_version") == [(HEAD,)]

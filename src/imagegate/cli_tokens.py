@@ -20,7 +20,7 @@ from imagegate.core.errors import ApiError
 from imagegate.settings import Settings
 
 tokens = typer.Typer(no_args_is_help=True, help="Manage credentials (API tokens).")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays on one line
 T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option(help="Data directory [env IMAGEGATE_DATA_DIR; "
@@ -59,21 +59,35 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except ApiError as e:
-        err.print(f"error: {e.code}: {e.message}")
-        raise typer.Exit(2) from None
+        raise fail(f"{e.code}: {e.message}") from None
 
 
-async def _announce(redis_url: str, credential_id: str) -> None:
-    """Running gateways drop their cached copy now rather than when it expires."""
+def fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}")
+    return typer.Exit(2)
+
+
+def checked(value: T, check: Callable[[T], Any]) -> T:
+    """Refuse a bad argument before touching the database, in the API's words."""
+    try:
+        check(value)
+    except ApiError as e:
+        raise fail(f"{e.code}: {e.message}") from None
+    return value
+
+
+async def _announce(redis_url: str, prefix: str, credential_id: str) -> None:
+    """Running gateways drop their cached copy now; without this (or without Redis) they
+    notice the revision the change bumped within about a second."""
     import redis.asyncio as redis
 
-    from imagegate.core.credcache import CHANNEL
+    from imagegate.core.credcache import channel_name
 
     client = redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        await client.publish(CHANNEL, credential_id)
-    except Exception:  # noqa: BLE001 - the cache TTL still bounds staleness
-        err.print("warning: could not reach Redis; running gateways see this within 10 s")
+        await client.publish(channel_name(prefix), credential_id)
+    except Exception:  # noqa: BLE001 - the revision check still reaches every gateway
+        err.print("warning: could not reach Redis; running gateways see this within ~1 s")
     finally:
         await client.aclose()
 
@@ -92,8 +106,13 @@ def create(
 ) -> None:
     """Create a credential; the token is printed alone on the last line (shown once)."""
     from imagegate.core import accounts
+    from imagegate.core.money import parse_credits
 
-    limits = {k: v for k, v in (("rps", rps), ("concurrency", concurrency)) if v}
+    checked(credits, parse_credits)
+    limits = {k: v for k, v in (("rps", rps), ("concurrency", concurrency)) if v is not None}
+    checked(limits, accounts.check_limits)
+    if expires_in is not None and not 0 < expires_in <= 36_500:
+        raise fail("bad_request: --expires-in must be from 0 to 36500 days")
     expires_at = time.time() + expires_in * 86400 if expires_in else None
     issued = run(settings_of(data_dir=data_dir, database_url=database_url),
                  lambda s: accounts.create(s, name=name, credits=credits,
@@ -132,7 +151,7 @@ def _apply(ident: str, change: Callable[[AsyncSession, str], Awaitable[Any]], do
     settings = settings_of(data_dir=data_dir, database_url=database_url)
     cred_id = run(settings, work)
     if settings.redis_url:
-        asyncio.run(_announce(settings.redis_url, cred_id))
+        asyncio.run(_announce(settings.redis_url, settings.rate_limit_prefix, cred_id))
     print(f"credential {cred_id} {done}")
 
 
@@ -161,8 +180,9 @@ def topup(ident: Ident, credits: Annotated[float, typer.Argument(help="Credits t
           data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Add credits (a ledger row records it)."""
     from imagegate.core import accounts
-    from imagegate.core.money import format_credits
+    from imagegate.core.money import format_credits, parse_credits
 
+    checked(credits, parse_credits)
     async def work(session: AsyncSession) -> tuple[str, int]:
         cred = await accounts.find(session, ident)
         cred = await accounts.top_up(session, cred.id, credits)
@@ -174,11 +194,12 @@ def topup(ident: Ident, credits: Annotated[float, typer.Argument(help="Credits t
 
 @tokens.command("usage")
 def usage(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
-    """Balance, totals by model and recent tasks, as JSON."""
+    """Balance, totals by model and recent tasks, as JSON (deleted credentials too)."""
     from imagegate.core import accounts
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return await accounts.usage(session, (await accounts.find(session, ident)).id)
+        cred = await accounts.find(session, ident, include_deleted=True)
+        return await accounts.usage(session, cred.id)
 
     print(json.dumps(run(settings_of(data_dir=data_dir, database_url=database_url), work),
                      indent=2))
@@ -186,7 +207,8 @@ def usage(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = No
 
 @tokens.command("delete")
 def delete(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
-    """Delete a credential with its tasks and ledger."""
+    """Revoke a credential for good: its token stops working (401) and it leaves `list`;
+    its ledger and tasks are kept, and `usage` still shows them."""
     from imagegate.core import accounts
 
     _apply(ident, accounts.remove, "deleted", data_dir, database_url)

@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     sandbox_latency: float = 0.0
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task
-    free_credits: float = 0.0
-    demo_credits: float = 1000.0
+    free_credits: float = Field(default=0.0, ge=0, le=1e9)
+    demo_credits: float = Field(default=1000.0, ge=0, le=1e9)
     # tasks and workers
     workers: int = Field(default=4, ge=0)  # in-process task runners; 0 = API only
     poll_interval: float = Field(default=1.0, gt=0)  # seconds between queue polls when idle

@@ -32,40 +32,40 @@ async def admin(request: Request) -> None:
         raise InvalidToken("missing or wrong admin key")
 
 
-def _text(body: dict[str, Any], field: str, default: str | None = None) -> str | None:
-    value = body.get(field, default)
-    if value is not None and (not isinstance(value, str) or not value.strip()
-                              or len(value) > 200):
-        raise BadRequest(f"{field} must be a non-empty string of at most 200 characters")
+CREATE_FIELDS = ("name", "application", "credits", "scopes", "expires_at", "rate_limits")
+CHANGE_FIELDS = ("name", "application", "scopes", "expires_at", "rate_limits", "disabled")
+
+
+def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; accepted: {', '.join(allowed)}")
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{field} must be true or false")
     return value
 
 
-def _number(body: dict[str, Any], field: str) -> float | None:
-    value = body.get(field)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise BadRequest(f"{field} must be a number")
-    return value
-
-
-def _scopes(body: dict[str, Any]) -> list[str] | None:
-    value = body.get("scopes")
-    if value is not None and (not isinstance(value, list) or not value
-                              or not all(isinstance(s, str) and s for s in value)):
-        raise BadRequest("scopes must be a non-empty list of strings")
-    return value
+def _given(body: dict[str, Any], field: str) -> Any:
+    """The value, refusing an explicit null where null means nothing."""
+    if field in body and body[field] is None:
+        raise BadRequest(f"{field} must not be null")
+    return body.get(field)
 
 
 @router.post("/credentials", dependencies=[Depends(admin)])
 async def create(request: Request) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
+    _only(body, CREATE_FIELDS)
     async with gw.sessions.begin() as session:
         issued = await accounts.create(
-            session, name=_text(body, "name", "default") or "default",
-            application=_text(body, "application", "default") or "default",
-            credits=_number(body, "credits") or 0.0, scopes=_scopes(body),
-            expires_at=_number(body, "expires_at"),
-            rate_limits=accounts.check_limits(body.get("rate_limits")))
+            session, name=body.get("name", "default"),
+            application=body.get("application", "default"),
+            credits=body.get("credits", 0), scopes=_given(body, "scopes"),
+            expires_at=body.get("expires_at"), rate_limits=body.get("rate_limits"))
     cred = issued.credential
     return _json({**accounts.describe(cred), "token": issued.token,
                   "webhook_secret": cred.webhook_secret}, 201)
@@ -73,8 +73,10 @@ async def create(request: Request) -> Response:
 
 @router.get("/credentials", dependencies=[Depends(admin)])
 async def listing(request: Request) -> Response:
+    """Deleted credentials only with ``?include_deleted=true`` (their usage stays readable)."""
+    deleted = request.query_params.get("include_deleted", "").lower() in ("1", "true", "yes")
     async with gateway(request).sessions() as session:
-        creds = await accounts.listing(session)
+        creds = await accounts.listing(session, include_deleted=deleted)
     return _json({"items": [accounts.describe(c) for c in creds], "count": len(creds)})
 
 
@@ -88,22 +90,15 @@ async def one(credential_id: str, request: Request) -> Response:
 async def change(credential_id: str, request: Request) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
-    values: dict[str, Any] = {}
-    if "name" in body:
-        values["name"] = _text(body, "name")
-    if "scopes" in body:
-        values["scopes"] = _scopes(body)
-    if "expires_at" in body:
-        values["expires_at"] = _number(body, "expires_at")
-    if "rate_limits" in body:
-        values["rate_limits"] = accounts.check_limits(body["rate_limits"])
-    if "disabled" in body:
-        if not isinstance(body["disabled"], bool):
-            raise BadRequest("disabled must be true or false")
-        values["disabled"] = body["disabled"]
+    _only(body, CHANGE_FIELDS)
+    checks = {"name": lambda v: accounts.check_text(v, "name"),
+              "application": lambda v: accounts.check_text(v, "application"),
+              "scopes": accounts.check_scopes, "expires_at": accounts.check_expires_at,
+              "rate_limits": accounts.check_limits,
+              "disabled": lambda v: _bool(v, "disabled")}
+    values = {field: check(body[field]) for field, check in checks.items() if field in body}
     if not values:
-        raise BadRequest("nothing to change: send name, scopes, expires_at, rate_limits or "
-                         "disabled")
+        raise BadRequest(f"nothing to change: send any of {', '.join(CHANGE_FIELDS)}")
     return await _changed(request, credential_id, **values)
 
 
@@ -130,9 +125,10 @@ async def enable(credential_id: str, request: Request) -> Response:
 async def topup(credential_id: str, request: Request) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
-    credits = _number(body, "credits")
-    if credits is None:
+    _only(body, ("credits",))
+    if "credits" not in body:
         raise BadRequest("credits is required")
+    credits = body["credits"]
     async with gw.sessions.begin() as session:
         described = accounts.describe(await accounts.top_up(session, credential_id, credits))
     return _json(described)
@@ -150,4 +146,5 @@ async def remove(credential_id: str, request: Request) -> Response:
 @router.get("/credentials/{credential_id}/usage", dependencies=[Depends(admin)])
 async def usage(credential_id: str, request: Request) -> Response:
     async with gateway(request).sessions() as session:
+        await accounts.get(session, credential_id, include_deleted=True)
         return _json(await accounts.usage(session, credential_id))

@@ -12,11 +12,24 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from imagegate.core.errors import Disabled, InvalidToken, TokenExpired, TokenMismatched
-from imagegate.db.models import Credential, LedgerEntry
+from imagegate.core.errors import (
+    BadRequest,
+    Disabled,
+    InvalidToken,
+    TokenExpired,
+    TokenMismatched,
+)
+from imagegate.core.money import MAX_CREDITS, MAX_MICRO
+from imagegate.db.models import Credential, LedgerEntry, Revision
 
 TOKEN_PREFIX = "ig-"
 DEFAULT_SCOPES = ["openai-images"]
+KNOWN_SCOPES = ("openai-images",)  # generations, edits and tasks
+
+# Bumped with every credential change, read by each node's cache about once a second.
+BUMP_REVISION = (update(Revision).where(Revision.name == "credentials")
+                 .values(value=Revision.value + 1))
+READ_REVISION = select(Revision.value).where(Revision.name == "credentials")
 
 
 def new_token() -> str:
@@ -41,6 +54,8 @@ async def create_credential(session: AsyncSession, *, name: str, credits_micro: 
                             application: str = "default", scopes: list[str] | None = None,
                             expires_at: float | None = None, token: str | None = None
                             ) -> IssuedCredential:
+    if not 0 <= credits_micro <= MAX_MICRO:
+        raise BadRequest(f"starting credits must be from 0 to {MAX_CREDITS:,}")
     token = token or new_token()
     now = time.time()
     cred = Credential(
@@ -54,6 +69,7 @@ async def create_credential(session: AsyncSession, *, name: str, credits_micro: 
     if credits_micro:
         session.add(LedgerEntry(credential_id=cred.id, task_id=None, kind="grant",
                                 amount=credits_micro, balance_after=credits_micro, created_at=now))
+    await session.execute(BUMP_REVISION)
     return IssuedCredential(cred, token)
 
 
@@ -80,6 +96,8 @@ async def authenticate(session: AsyncSession, header: str | None, scope: str) ->
 
 
 def check_usable(cred: Credential, scope: str, now: float | None = None) -> None:
+    if cred.deleted_at is not None:
+        raise InvalidToken("invalid token")  # as if it had never existed
     if cred.disabled:
         raise Disabled("this credential is disabled")
     if cred.expires_at is not None and cred.expires_at <= (now or time.time()):

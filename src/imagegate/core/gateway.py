@@ -91,7 +91,7 @@ class Gateway:
         tasks = TaskStore(sessions, lease=settings.lease_seconds,
                           max_attempts=settings.max_attempts)
         policy = CallbackPolicy(settings.callback_allow)
-        notifier = QueueNotifier(settings.redis_url)
+        notifier = QueueNotifier(settings.redis_url, prefix=settings.rate_limit_prefix)
         await notifier.start(listen=settings.workers > 0)
         node = node_id or new_node_id()
         generation = GenerationService(
@@ -104,7 +104,8 @@ class Gateway:
             base_delay=settings.callback_base_delay, max_delay=settings.callback_max_delay,
             max_attempts=settings.callback_max_attempts,
         )
-        credentials = CredentialCache(settings.credential_cache_seconds, settings.redis_url)
+        credentials = CredentialCache(settings.credential_cache_seconds, settings.redis_url,
+                                      sessions=sessions, prefix=settings.rate_limit_prefix)
         await credentials.start()
         limiter = RateLimiter(settings.redis_url, settings.rate_limit_prefix)
         return cls(settings=settings, registry=registry, sessions=sessions, credentials=credentials,

@@ -9,13 +9,20 @@ import asyncio
 
 from imagegate.core.pubsub import Channel
 
-CHANNEL = "imagegate:tasks-queued"
+CHANNEL = "imagegate:tasks-queued"  # the channel with the default prefix
+
+
+def channel_name(prefix: str = "imagegate") -> str:
+    """Per deployment (IMAGEGATE_RATE_LIMIT_PREFIX), so two sharing one Redis stay apart."""
+    return f"{prefix}:tasks-queued"
 
 
 class QueueNotifier:
-    def __init__(self, redis_url: str | None = None, channel: str = CHANNEL) -> None:
+    def __init__(self, redis_url: str | None = None, channel: str | None = None, *,
+                 prefix: str = "imagegate") -> None:
         self.event = asyncio.Event()
-        self.channel = Channel(redis_url, channel) if redis_url else None
+        self.channel = (Channel(redis_url, channel or channel_name(prefix))
+                        if redis_url else None)
 
     async def start(self, listen: bool) -> None:
         if self.channel is not None and listen:

@@ -13,13 +13,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Family = Literal["dalle", "gpt-image", "nano-banana"]
 PARAMETERS = (
     "prompt", "n", "size", "quality", "style", "background", "output_format",
     "output_compression", "moderation", "user",
 )
+# The key's variable when an upstream does not name one (the providers say the same).
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+AUTO_PIXELS = 1024 * 1024  # size "auto" (gpt-image) is priced as a 1024x1024 image
+MAX_PRICE = Decimal(1_000_000)
 
 
 class ConfigError(Exception):
@@ -39,9 +50,15 @@ class UpstreamConfig(_Strict):
     max_connections: int = 200
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def key_env(self) -> str | None:
+        """The variable holding the key: ``api_key_env``, else the type's usual one."""
+        return self.api_key_env or DEFAULT_KEY_ENV.get(self.type)
+
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         env = os.environ if environ is None else environ
-        return env.get(self.api_key_env) or None if self.api_key_env else None
+        name = self.key_env
+        return (env.get(name) or None) if name else None
 
 
 class ChannelConfig(_Strict):
@@ -63,38 +80,83 @@ class ChannelConfig(_Strict):
         return v
 
 
+def _whole_micro_credits(v: Decimal) -> Decimal:
+    """A finer price would be rounded when charged: refuse it where the operator sees why."""
+    if v != v.quantize(Decimal("0.000001")):
+        raise ValueError("prices have at most 6 decimal places (one micro-credit)")
+    return v
+
+
+def pixels_of(size: str | None) -> int:
+    """Pixels of a WxH size; ``auto`` (or none) counts as 1024x1024."""
+    width, _, height = (size or "").partition("x")
+    if width.isdigit() and height.isdigit():
+        return int(width) * int(height)
+    return AUTO_PIXELS
+
+
 class PriceTier(_Strict):
-    price: Decimal
+    """A price for requests matching every condition given: a quality, a list of sizes,
+    and/or a band of pixel counts (``min_pixels``..``max_pixels``, both inclusive), which
+    suits models taking any WxH such as gpt-image-2."""
+
+    price: Decimal = Field(ge=0, le=MAX_PRICE)
     quality: str | None = None
     size: tuple[str, ...] | None = None
+    min_pixels: int | None = Field(default=None, ge=0)
+    max_pixels: int | None = Field(default=None, ge=1)
 
     @field_validator("size", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
+    _price = field_validator("price")(_whole_micro_credits)
+
+    @model_validator(mode="after")
+    def _band(self) -> PriceTier:
+        if (self.min_pixels is not None and self.max_pixels is not None
+                and self.min_pixels > self.max_pixels):
+            raise ValueError("min_pixels must not be above max_pixels")
+        return self
+
+    def matches(self, quality: str | None, size: str | None) -> bool:
+        if self.quality is not None and self.quality != quality:
+            return False
+        if self.size is not None and size not in self.size:
+            return False
+        if self.min_pixels is None and self.max_pixels is None:
+            return True
+        pixels = pixels_of(size)
+        return ((self.min_pixels is None or pixels >= self.min_pixels)
+                and (self.max_pixels is None or pixels <= self.max_pixels))
+
+    @property
+    def specificity(self) -> int:
+        sized = self.size is not None or self.min_pixels is not None or (
+            self.max_pixels is not None)
+        return (self.quality is not None) + sized
+
 
 class ModelConfig(_Strict):
     name: str
     family: Family
-    price: Decimal = Field(ge=0)
+    price: Decimal = Field(ge=0, le=MAX_PRICE)
     tiers: tuple[PriceTier, ...] = ()
     timeout: float = 600.0
     sizes: tuple[str, ...] | Literal["flexible"] | None = None
     extra_ratios: tuple[str, ...] = ()
     channels: tuple[ChannelConfig, ...] = Field(min_length=1)
 
+    _price = field_validator("price")(_whole_micro_credits)
+
     def price_per_image(self, quality: str | None, size: str | None) -> Decimal:
-        """The most specific matching tier wins; ties go to the later one."""
+        """The most specific matching tier (quality and size beat either) wins; ties go to
+        the later one; with none matching, ``price``."""
         best, best_score = self.price, -1
         for tier in self.tiers:
-            if tier.quality is not None and tier.quality != quality:
-                continue
-            if tier.size is not None and size not in tier.size:
-                continue
-            score = (tier.quality is not None) + (tier.size is not None)
-            if score >= best_score:
-                best, best_score = tier.price, score
+            if tier.matches(quality, size) and tier.specificity >= best_score:
+                best, best_score = tier.price, tier.specificity
         return best
 
 
@@ -111,9 +173,9 @@ class Registry(_Strict):
         missing: list[str] = []
         for channel in model.channels:
             up = self.upstreams[channel.upstream]
-            if up.type == "sandbox" or not up.api_key_env or up.api_key(environ):
+            if up.type == "sandbox" or not up.key_env or up.api_key(environ):
                 return []
-            missing.append(up.api_key_env)
+            missing.append(up.key_env)
         return sorted(set(missing))
 
     def sandboxed(self) -> Registry:

@@ -30,6 +30,8 @@ class Credential(Base):
     webhook_secret: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[float] = mapped_column(Float)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # set instead of deleting the row, so its ledger and tasks stay (the ledger is append-only)
+    deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Task(Base):
@@ -85,3 +87,13 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)  # micro-credits, signed
     balance_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class Revision(Base):
+    """Counters bumped in the same transaction as a change, so other processes notice it
+    with one tiny read (row ``credentials``: any change to any credential)."""
+
+    __tablename__ = "revisions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
