@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import ARGS, CHROMIUM, open_playground, snapshot
+from tests.support.browser import browser, open_playground, snapshot  # noqa: F401 (fixture)
 from tests.support.server import GatewayServer
 
 FIELDS = ("size", "n", "quality", "style", "background", "output_format", "output_compression",
@@ -42,14 +42,6 @@ FAMILIES = {
     "nano-banana-pro": (NANO, NANO_SIZES + NANO_LARGE + ["custom"], [""], "10"),
 }
 NODE = shutil.which("node")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect
 
-from tests.support.browser import (
-    ARGS,
-    CHROMIUM,
+from tests.support.browser import (  # noqa: F401 (browser is a fixture)
+    browser,
     open_playground,
     record_status,
     snapshot,
@@ -24,14 +23,6 @@ from tests.support.server import GatewayServer
 
 LATENCY = 2.0
 SLOW = 30000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

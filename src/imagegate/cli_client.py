@@ -8,6 +8,8 @@ hard-wrapped at 80 columns.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,6 +40,21 @@ def _client(base_url: str, token: str | None, timeout: float = 900.0) -> Client:
         raise _fail(e.message, e.exit_code) from None
 
 
+@contextmanager
+def _reporting(client: Client) -> Iterator[None]:
+    """An API error or Ctrl-C as one line and an exit code; the client closed either way."""
+    from imagegate.client import ClientError
+
+    try:
+        yield
+    except ClientError as e:
+        raise _fail(e.message, e.exit_code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted", 130) from None
+    finally:
+        client.close()
+
+
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw")],
     model: Annotated[str, typer.Option(help="Model name")] = "nano-banana",
@@ -57,7 +74,7 @@ def generate(
         help="Seconds to wait for the images (with --async: for the task to finish)")] = 900.0,
 ) -> None:
     """Generate images and save them; prints each file's path and the task id."""
-    from imagegate.client import ClientError, Unsaved
+    from imagegate.client import Unsaved
 
     body: dict[str, Any] = {"model": model, "prompt": prompt}
     for key, value in (("size", size), ("n", n), ("quality", quality), ("style", style),
@@ -68,22 +85,17 @@ def generate(
     if is_async:
         body["async"] = True
     client = _client(base_url, token, timeout)
-    try:
-        task_id, paths = client.generate(body, out)
-    except Unsaved as e:
-        for path in e.saved:
-            print(path)
-        for url in e.urls:
-            print(url)
-        print(f"task {e.task_id}", flush=True)
-        raise _fail(f"{e.message}; the images are at the URLs above and in "
-                    f"`imagegate tasks get {e.task_id}`", e.exit_code) from None
-    except ClientError as e:
-        raise _fail(e.message, e.exit_code) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
-    finally:
-        client.close()
+    with _reporting(client):
+        try:
+            task_id, paths = client.generate(body, out)
+        except Unsaved as e:
+            for path in e.saved:
+                print(path)
+            for url in e.urls:
+                print(url)
+            print(f"task {e.task_id}", flush=True)
+            raise _fail(f"{e.message}; the images are at the URLs above and in "
+                        f"`imagegate tasks get {e.task_id}`", e.exit_code) from None
     for path in paths:
         print(path)
     print(f"task {task_id}")
@@ -96,14 +108,8 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Look at tasks on a gateway."
 def tasks_get(task_id: Annotated[str, typer.Argument(help="The task id")],
               base_url: BaseUrl = "http://127.0.0.1:8000", token: Token = None) -> None:
     """Print a task as JSON."""
-    from imagegate.client import ClientError, dumps
+    from imagegate.client import dumps
 
     client = _client(base_url, token, 60.0)
-    try:
+    with _reporting(client):
         print(dumps(client.task(task_id)))
-    except ClientError as e:
-        raise _fail(e.message, e.exit_code) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted", 130) from None
-    finally:
-        client.close()

@@ -24,6 +24,8 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from imagegate.formats import sniff_mime
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp", "gif": "gif"}
 STATES = ("queued", "running", "succeeded", "failed")
@@ -87,15 +89,8 @@ def slug(text: str, limit: int = 40) -> str:
 
 def sniff(data: bytes) -> str | None:
     """The real format of image bytes; a family may ignore --format, the bytes never lie."""
-    if data.startswith(b"\x89PNG"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:4] == b"GIF8":
-        return "gif"
-    return None
+    return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp",
+            "image/gif": "gif"}.get(sniff_mime(data) or "")
 
 
 def ignored_flags(family: str | None, body: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,22 @@ if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         raise RuntimeError("Chromium is missing: .ci/run installs Debian's chromium package")
     pytest.skip("Debian's chromium is not installed here", allow_module_level=True)
 
-from playwright.sync_api import BrowserContext, Page, expect  # noqa: E402
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    BrowserContext,
+    Page,
+    expect,
+    sync_playwright,
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium per test module (import this fixture into the module)."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
 
 
 def open_playground(context: BrowserContext, server: GatewayServer, token: str | None = None

@@ -7,20 +7,10 @@ import io
 
 from PIL import Image
 
+from imagegate.formats import sniff_mime
+
 FORMAT_OF_MIME = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
 _PIL = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-
-
-def sniff_mime(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
 
 
 def _convert(data: bytes, fmt: str, compression: int | None) -> bytes:
