@@ -20,10 +20,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def _database_of_this_test(request: pytest.FixtureRequest) -> None:
-    """Gateways a test starts itself use its backend parameter; unmarked tests use SQLite."""
+def _database_of_this_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Gateways a test starts itself use its backend parameter; unmarked tests use SQLite.
+
+    Reset afterwards: the module-scoped servers of the next module start before this
+    fixture runs for its first test, and must not inherit a PostgreSQL parameter."""
     callspec = getattr(request.node, "callspec", None)
     backends.current = callspec.params.get("backend", "sqlite") if callspec else "sqlite"
+    yield
+    backends.current = "sqlite"
 
 
 @pytest.fixture(scope="session")
