@@ -18,7 +18,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 BIG_LIMITS = {"IMAGEGATE_DEFAULT_RPS": "1000000", "IMAGEGATE_DEFAULT_POLL_RPS": "1000000",
               "IMAGEGATE_DEFAULT_CONCURRENCY": "100000", "IMAGEGATE_MAX_QUEUED": "10000000",
-              "IMAGEGATE_LOG_LEVEL": "warning"}
+              "IMAGEGATE_LOG_LEVEL": "info", "IMAGEGATE_LOG_JSON": "true"}
 
 
 def free_port() -> int:

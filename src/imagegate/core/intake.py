@@ -78,6 +78,8 @@ class Intake:
     async def _write_loop(self) -> None:
         while True:
             group = [await self._queue.get()]
+            if self._queue.empty():
+                await asyncio.sleep(0)  # one turn of the loop: under load, more arrive
             while len(group) < MAX_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             if not await self._try(group) and len(group) > 1:
