@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -83,6 +85,22 @@ def load(url: str, *, body: dict[str, object] | None = None, token: str | None =
         args += ["-H", f"authorization: Bearer {token}"]
     out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def probe_ms(url: str, timeout: float = 10.0) -> float:
+    """One GET on a fresh connection, as a load balancer's health check does, in ms (the
+    full timeout if it does not answer). Not httpx.get: building its client costs ~45 ms."""
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/")
+        conn.getresponse().read()
+    except OSError:
+        return timeout * 1000
+    finally:
+        conn.close()
+    return (time.perf_counter() - started) * 1000
 
 
 def rss_kb(pid: int) -> int:

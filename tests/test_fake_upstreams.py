@@ -490,6 +490,7 @@ def test_control_plane(openai_fake: FakeOpenAI) -> None:
     assert response.status_code == 418
     listed = httpx.get(f"{base}/__fake__/requests").json()
     assert [r["path"] for r in listed] == [OPENAI_PATH]
+    assert httpx.get(f"{base}/__fake__/count").json() == {"requests": 1}
     assert httpx.post(f"{base}/__fake__/always", json={"bogus": 1}).status_code == 400
     assert httpx.post(f"{base}/__fake__/reset").status_code == 200 and not openai_fake.requests
 

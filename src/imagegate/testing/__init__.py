@@ -56,7 +56,7 @@ def serve_forever(kind: str, host: str, port: int, api_key: str | None = None, *
 
     Prints the address it really bound (port 0 picks a free one) and never the key, so the
     line can be logged. Faults can be driven from outside via POST /__fake__/script,
-    /__fake__/always, /__fake__/reset and GET /__fake__/requests.
+    /__fake__/always, /__fake__/reset, GET /__fake__/requests and GET /__fake__/count.
     """
     fake = make_fake(kind, host=host, port=port, api_key=api_key, latency=latency,
                      url_ttl=url_ttl)

@@ -368,11 +368,14 @@ class FakeServer:
 
     # ----- control plane (for `imagegate fake-upstream` users) ---------------------------
     def _control(self, request: RecordedRequest) -> Response:
-        """/__fake__/{requests,script,always,reset}: drive a fake running in another process."""
+        """/__fake__/{requests,count,script,always,reset}: drive a fake running in another
+        process."""
         action = request.path.removeprefix("/__fake__/")
         try:
             if action == "requests" and request.method == "GET":
                 return json_response(200, [r.to_dict() for r in self.requests])
+            if action == "count" and request.method == "GET":  # cheap, for polling
+                return json_response(200, {"requests": len(self._requests)})
             if action == "script" and request.method == "POST":
                 items = request.json if isinstance(request.json, list) else [request.json]
                 self.script(*(None if i is None else Fault.from_dict(i) for i in items))
