@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     rate_limit_prefix: str = "imagegate"  # Redis key prefix for the shared counters
     credential_cache_seconds: float = Field(default=10.0, ge=0)  # 0 turns the cache off
     metrics_token: str | None = None  # when set, /metrics needs this bearer token
+    opentelemetry: bool = False  # FastAPI's built-in OpenTelemetry (needs configured providers)
     log_level: str = "info"
     log_json: bool | None = None  # None: JSON when stderr is not a terminal
 
