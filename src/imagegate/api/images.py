@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
@@ -12,14 +12,16 @@ from imagegate.core.generation import Job
 from imagegate.core.idempotency import Idempotency, Replay
 from imagegate.core.money import format_credits
 from imagegate.core.params import is_trace_id
-from imagegate.db.models import Credential
 
 router = APIRouter()
 
 
 @router.post("/openai/images/generations")
 @router.post("/v1/images/generations")
-async def generations(request: Request, cred: Credential = Depends(credential)) -> Response:
+async def generations(request: Request) -> Response:
+    # the credential is looked up here, not with Depends: FastAPI's dependency solving
+    # costs more than the lookup on the path every image takes
+    cred = await credential(request)
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
     if is_trace_id(body.get("trace_id")):
