@@ -12,7 +12,7 @@ from rich.console import Console
 
 from imagegate.cli_client import generate, tasks_app
 from imagegate.cli_fake import fake_upstream
-from imagegate.cli_tokens import tokens
+from imagegate.cli_tokens import DatabaseUrl, DataDir, tokens
 
 if TYPE_CHECKING:  # the server's imports wait until a server command runs: --help is quick
     from imagegate.settings import Settings
@@ -27,10 +27,6 @@ db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
-DataDir = Annotated[Path | None, typer.Option(help="Data directory [env IMAGEGATE_DATA_DIR; "
-                                              "default ./imagegate-data]")]
-DatabaseUrl = Annotated[str | None, typer.Option(help="Database URL [env IMAGEGATE_DATABASE_URL; "
-                                                 "default SQLite in the data directory]")]
 LogLevel = Annotated[str | None, typer.Option(
     help="debug, info, warning, error [env IMAGEGATE_LOG_LEVEL; default info]")]
 

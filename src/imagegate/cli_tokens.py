@@ -9,15 +9,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagegate.core.errors import ApiError
-from imagegate.settings import Settings
+
+if TYPE_CHECKING:  # the database layer loads when a command runs: --help stays quick
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from imagegate.settings import Settings
 
 tokens = typer.Typer(no_args_is_help=True, help="Manage credentials (API tokens).")
 err = Console(stderr=True, soft_wrap=True)  # an error stays on one line
@@ -31,18 +34,21 @@ Ident = Annotated[str, typer.Argument(help="Credential id, or the token prefix `
 
 
 def settings_of(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    from imagegate.startup import StartupError, settings_from
+
+    try:
+        return settings_from(**overrides)
+    except StartupError as e:
+        raise fail(str(e)) from None
 
 
 @asynccontextmanager
 async def opened(settings: Settings) -> AsyncIterator[AsyncSession]:
-    from imagegate.db import engine as db
+    from imagegate.startup import open_database
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    sessions = db.Sessions(settings.resolved_database_url())
+    sessions = await open_database(settings, migrate=settings.migrate)
     try:
-        if settings.migrate:
-            await sessions.upgrade()
         async with sessions.begin() as session:
             yield session
     finally:
@@ -56,10 +62,14 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with opened(settings) as session:
             return await work(session)
 
+    from imagegate.startup import StartupError
+
     try:
         return asyncio.run(go())
     except ApiError as e:
         raise fail(f"{e.code}: {e.message}") from None
+    except StartupError as e:
+        raise fail(str(e)) from None
 
 
 def fail(message: str) -> typer.Exit:

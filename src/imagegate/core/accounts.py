@@ -11,9 +11,10 @@ import math
 import time
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from imagegate.core import billing
 from imagegate.core.credentials import (
     BUMP_REVISION,
     DEFAULT_SCOPES,
@@ -24,7 +25,6 @@ from imagegate.core.credentials import (
 from imagegate.core.errors import ApiError, BadRequest
 from imagegate.core.money import (
     MAX_CREDITS,
-    MAX_MICRO,
     format_credits,
     from_micro,
     parse_credits,
@@ -167,19 +167,12 @@ async def top_up(session: AsyncSession, credential_id: str, credits: Any) -> Cre
     amount = parse_credits(credits)
     if amount <= 0:
         raise BadRequest("credits to top up must be positive")
-    after = (await session.execute(
-        update(Credential)
-        .where(Credential.id == credential_id, Credential.deleted_at.is_(None),
-               Credential.balance <= MAX_MICRO - amount)
-        .values(balance=Credential.balance + amount).returning(Credential.balance),
-        execution_options=_NO_SYNC)).scalar_one_or_none()
+    conn = await session.connection()
+    after = await conn.run_sync(lambda c: billing.top_up(c, credential_id, amount))
     if after is None:
         cred = await get(session, credential_id)
         raise BadRequest(f"credits: the balance ({format_credits(cred.balance)}) plus this "
                          f"top-up would exceed the maximum of {MAX_CREDITS:,} credits")
-    await session.execute(insert(LedgerEntry).values(
-        credential_id=credential_id, task_id=None, kind="topup", amount=amount,
-        balance_after=int(after), created_at=time.time()))
     await session.execute(BUMP_REVISION)
     return await refreshed(session, credential_id)
 

@@ -12,6 +12,7 @@ import time
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
+from imagegate.core.money import MAX_MICRO
 from imagegate.db.models import Credential, LedgerEntry
 
 _ID = bindparam("b_id", type_=Credential.id.type)
@@ -22,6 +23,11 @@ _ADD = (update(Credential).where(Credential.id == _ID)
 _TAKE = (update(Credential).where(Credential.id == _ID, Credential.balance >= _AMOUNT)
          .values(balance=Credential.balance - _AMOUNT)
          .returning(Credential.balance))
+_TOP_UP = (update(Credential)
+           .where(Credential.id == _ID, Credential.deleted_at.is_(None),
+                  Credential.balance <= MAX_MICRO - _AMOUNT)
+           .values(balance=Credential.balance + _AMOUNT)
+           .returning(Credential.balance))
 _INSERT_LEDGER = insert(LedgerEntry)
 _SETTLE = insert(LedgerEntry).from_select(
     ["credential_id", "task_id", "kind", "amount", "balance_after", "created_at"],
@@ -40,12 +46,16 @@ def move(session: Connection, credential_id: str, task_id: str | None, kind: str
     else:
         after = int(session.execute(_ADD, {"b_id": credential_id, "b_amount": amount}
                                     ).scalar_one())
-    if after is None:
-        return None
+    if after is not None:
+        _record(session, credential_id, task_id, kind, amount, after)
+    return after
+
+
+def _record(session: Connection, credential_id: str, task_id: str | None, kind: str,
+            amount: int, balance_after: int) -> None:
     session.execute(_INSERT_LEDGER, {
         "credential_id": credential_id, "task_id": task_id, "kind": kind, "amount": amount,
-        "balance_after": after, "created_at": time.time()})
-    return after
+        "balance_after": balance_after, "created_at": time.time()})
 
 
 def take(session: Connection, credential_id: str, amount: int) -> int | None:
@@ -69,4 +79,11 @@ def settle(session: Connection, credential_id: str, task_id: str, cost: int) -> 
 
 
 def top_up(session: Connection, credential_id: str, amount: int) -> int | None:
-    return move(session, credential_id, None, "topup", amount)
+    """Add credits to a live credential unless the balance would pass ``MAX_MICRO``; the new
+    balance, or None (deleted, or over the cap). One statement: concurrent top-ups cannot
+    overshoot it together."""
+    row = session.execute(_TOP_UP, {"b_id": credential_id, "b_amount": amount}).first()
+    if row is None:
+        return None
+    _record(session, credential_id, None, "topup", amount, int(row[0]))
+    return int(row[0])
