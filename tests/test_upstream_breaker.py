@@ -20,34 +20,29 @@ from tests.support.upstreams import (
     BREAKER_COOLDOWN,
     GEMINI_KEY,
     OPENAI_KEY,
+    Fakes,
     error_of,
+    fresh,
     post,
-    registry_yaml,
-    write_config,
+    start_gateway,
 )
 
 pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 
 @pytest.fixture(scope="module")
-def fakes() -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
+def fakes() -> Iterator[Fakes]:
     with FakeOpenAI(api_key=OPENAI_KEY) as openai, FakeGemini(api_key=GEMINI_KEY) as gemini, \
             FakeOpenAI(api_key=OPENAI_KEY) as backup:
         yield openai, gemini, backup
 
 
 @pytest.fixture(scope="module")
-def gw_breaker(backend: str, fakes: tuple[FakeOpenAI, FakeGemini, FakeOpenAI],
-               tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+def gw_breaker(backend: str, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[GatewayServer]:
     """Breaker on (4 failures, 2.5 s), measurable backoff, base URLs ending in /v1(beta)."""
-    from tests.support import backend as backends
-
-    backends.current = backend
-    openai, gemini, backup = fakes
-    data = tmp_path_factory.mktemp(f"breaker-{backend}")
-    config = write_config(data / "models.yaml", registry_yaml(
-        openai, gemini, backup=backup, upstream_timeout=10, max_retries=3, versioned=True))
-    server = GatewayServer(data / "d", "--config", str(config), env=BREAKER).start()
+    server = start_gateway(backend, fakes, tmp_path_factory.mktemp(f"breaker-{backend}"),
+                           BREAKER, upstream_timeout=10, max_retries=3, versioned=True)
     yield server
     server.stop()
 
@@ -58,13 +53,9 @@ def token_b(gw_breaker: GatewayServer) -> str:
 
 
 @pytest.fixture()
-def fake(fakes: tuple[FakeOpenAI, FakeGemini, FakeOpenAI]
-         ) -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
-    for f in fakes:
-        f.reset()
-    yield fakes
-    for f in fakes:
-        f.reset()
+def fake(fakes: Fakes) -> Iterator[Fakes]:
+    with fresh(fakes) as clean:
+        yield clean
 
 
 def test_base_urls_ending_in_a_version(gw_breaker: GatewayServer, token_b: str,

@@ -20,10 +20,13 @@ from tests.support.upstreams import (
     GEMINI_KEY,
     NO_BREAKER,
     OPENAI_KEY,
+    Fakes,
     assert_no_leak,
     error_of,
+    fresh,
     post,
     registry_yaml,
+    start_gateway,
     write_config,
 )
 
@@ -31,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 
 @pytest.fixture(scope="module")
-def fakes() -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
+def fakes() -> Iterator[Fakes]:
     with FakeOpenAI(api_key=OPENAI_KEY, url_ttl=2) as openai, \
             FakeGemini(api_key=GEMINI_KEY) as gemini, \
             FakeOpenAI(api_key=OPENAI_KEY) as backup:
@@ -39,28 +42,18 @@ def fakes() -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
 
 
 @pytest.fixture(scope="module")
-def gw(backend: str, fakes: tuple[FakeOpenAI, FakeGemini, FakeOpenAI],
-       tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
-    from tests.support import backend as backends
-
-    backends.current = backend
-    openai, gemini, backup = fakes
-    data = tmp_path_factory.mktemp(f"upstreams-{backend}")
-    config = write_config(data / "models.yaml", registry_yaml(
-        openai, gemini, backup=backup, upstream_timeout=1.5, max_retries=2))
-    server = GatewayServer(data / "d", "--config", str(config), env=NO_BREAKER).start()
+def gw(backend: str, fakes: Fakes, tmp_path_factory: pytest.TempPathFactory
+       ) -> Iterator[GatewayServer]:
+    server = start_gateway(backend, fakes, tmp_path_factory.mktemp(f"upstreams-{backend}"),
+                           NO_BREAKER, upstream_timeout=1.5, max_retries=2)
     yield server
     server.stop()
 
 
 @pytest.fixture()
-def fake(fakes: tuple[FakeOpenAI, FakeGemini, FakeOpenAI]
-         ) -> Iterator[tuple[FakeOpenAI, FakeGemini, FakeOpenAI]]:
-    for f in fakes:
-        f.reset()
-    yield fakes
-    for f in fakes:
-        f.reset()
+def fake(fakes: Fakes) -> Iterator[Fakes]:
+    with fresh(fakes) as clean:
+        yield clean
 
 
 @pytest.fixture(scope="module")

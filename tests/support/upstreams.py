@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from imagegate.testing import FakeGemini, FakeOpenAI
+from tests.support import backend as backends
 from tests.support.server import GatewayServer
 
 GEN = "/openai/images/generations"
@@ -114,6 +118,30 @@ models:
         image_size: true
         max_retries: {max_retries}
 """
+
+
+Fakes = tuple[FakeOpenAI, FakeGemini, FakeOpenAI]  # openai, gemini, a backup openai
+
+
+def start_gateway(backend: str, fakes: Fakes, data: Path, env: dict[str, str],
+                  **registry: Any) -> GatewayServer:
+    """A gateway on ``backend`` whose registry (``registry_yaml(**registry)``) points at
+    ``fakes``, the backup as gpt-image-2's second channel."""
+    backends.current = backend
+    openai, gemini, backup = fakes
+    config = write_config(data / "models.yaml",
+                          registry_yaml(openai, gemini, backup=backup, **registry))
+    return GatewayServer(data / "d", "--config", str(config), env=env).start()
+
+
+@contextmanager
+def fresh(fakes: Fakes) -> Iterator[Fakes]:
+    """The fakes with no scripted faults or recorded requests, before and after a test."""
+    for f in fakes:
+        f.reset()
+    yield fakes
+    for f in fakes:
+        f.reset()
 
 
 def write_config(path: Path, text: str) -> Path:
