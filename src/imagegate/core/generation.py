@@ -55,7 +55,7 @@ class Job:
 
     @property
     def is_async(self) -> bool:
-        return self.params.is_async or self.params.callback_url is not None
+        return self.params.runs_async
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ class GenerationService:
                      idempotency_key: str | None = None) -> Job | Replay:
         """Validate, record the task and hold its cost, all before any upstream call."""
         model, params = self.prepare(body)
-        is_async = params.is_async or params.callback_url is not None
+        is_async = params.runs_async
         if idempotency_key is not None:  # a replay is answered even if DNS changed since
             replay = await self.idempotency.find(credential.id, idempotency_key, body)
             if replay is not None:

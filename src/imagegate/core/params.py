@@ -55,6 +55,11 @@ class Params:
     trace_id: str | None
 
     @property
+    def runs_async(self) -> bool:
+        """Answered at once with a task id, and run by a worker (see also wants_async)."""
+        return self.is_async or self.callback_url is not None
+
+    @property
     def mime_type(self) -> str:
         return MIME[self.output_format]
 
