@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -36,9 +36,16 @@ class ShardedClient:
                        for _ in range(shards)]
         self.busy = [0] * shards
 
-    def _pick(self) -> int:
+    @contextmanager
+    def _shard(self) -> Iterator[httpx.AsyncClient]:
+        """The least busy shard, counted as busy while the caller uses it."""
         busy = self.busy
-        return busy.index(min(busy))
+        i = busy.index(min(busy))
+        busy[i] += 1
+        try:
+            yield self.shards[i]
+        finally:
+            busy[i] -= 1
 
     async def post(self, url: str, *, json: Any = None, headers: dict[str, str] | None = None,
                    **kwargs: Any) -> httpx.Response:
@@ -47,23 +54,15 @@ class ShardedClient:
         if json is not None:
             kwargs["content"] = orjson.dumps(json)
             headers = {**(headers or {}), "content-type": "application/json"}
-        i = self._pick()
-        self.busy[i] += 1
-        try:
-            return await self.shards[i].post(url, headers=headers, **kwargs)
-        finally:
-            self.busy[i] -= 1
+        with self._shard() as client:
+            return await client.post(url, headers=headers, **kwargs)
 
     @asynccontextmanager
     async def stream(self, method: str, url: str, **kwargs: Any
                      ) -> AsyncIterator[httpx.Response]:
-        i = self._pick()
-        self.busy[i] += 1
-        try:
-            async with self.shards[i].stream(method, url, **kwargs) as response:
+        with self._shard() as client:
+            async with client.stream(method, url, **kwargs) as response:
                 yield response
-        finally:
-            self.busy[i] -= 1
 
     async def aclose(self) -> None:
         await asyncio.gather(*(client.aclose() for client in self.shards))
