@@ -136,15 +136,11 @@ async def _demo_token(settings: Settings, sessions: Any) -> str:
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Apply database migrations (safe to run from several nodes at once)."""
-    from imagegate.startup import StartupError, open_database, settings_from
-
-    async def run(settings: Settings) -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sessions = await open_database(settings, migrate=True)
-        await sessions.dispose()
+    from imagegate.startup import StartupError, settings_from
 
     try:
-        asyncio.run(run(settings_from(data_dir=data_dir, database_url=database_url)))
+        settings = settings_from(data_dir=data_dir, database_url=database_url)
+        asyncio.run(_check_database(settings, migrate=True))
     except StartupError as e:
         raise _fail(str(e)) from None
     print("database is at the latest schema")
@@ -186,17 +182,19 @@ def worker(
         logs.configure(settings.log_level, settings.log_json)
         check_config(settings)
         check_storage(settings)
-        asyncio.run(_check_database(settings))
+        asyncio.run(_check_database(settings, migrate=settings.migrate))
     except StartupError as e:
         raise _fail(str(e)) from None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings))
 
 
-async def _check_database(settings: Settings) -> None:
+async def _check_database(settings: Settings, *, migrate: bool) -> None:
+    """The database answers (and is migrated, when asked); nothing is kept open."""
     from imagegate.startup import open_database
 
-    sessions = await open_database(settings, migrate=settings.migrate)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sessions = await open_database(settings, migrate=migrate)
     await sessions.dispose()
 
 
