@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from imagegate.core.callbacks import CLAIM_MARGIN
+from imagegate.core.tasks.callbacks import CLAIM_MARGIN
 from tests.support import backend as backends
 from tests.support.receiver import CallbackReceiver
 from tests.support.server import GatewayServer

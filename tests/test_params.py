@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from imagegate.core.errors import BadRequest, NotImplementedApi
-from imagegate.core.params import check_gpt_image_2_size, nearest_ratio, validate
-from imagegate.core.registry import load_registry
+from imagegate.core.routing.params import check_gpt_image_2_size, nearest_ratio, validate
+from imagegate.core.routing.registry import load_registry
 
 REGISTRY = load_registry()
 

@@ -66,7 +66,7 @@ async def _migrate_to(url: str, revision: str) -> None:
 def test_upgrade_keeps_data_written_before_it(tmp_path: Path) -> None:
     """A database at 0001 with a credential and its ledger, upgraded by four nodes at once:
     the token still works and nothing was lost."""
-    from imagegate.core.credentials import hash_token
+    from imagegate.core.accounts.credentials import hash_token
 
     data = tmp_path / "d"
     data.mkdir()

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from imagegate.core.callbacks import post_pinned
 from imagegate.core.ssrf import CallbackPolicy, CallbackRefused, IPAddress, refusal
+from imagegate.core.tasks.callbacks import post_pinned
 from tests.support.receiver import CallbackReceiver
 
 REFUSED = [

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from imagegate.core.channels import ChannelRouter
-from imagegate.core.registry import Registry
+from imagegate.core.routing.channels import ChannelRouter
+from imagegate.core.routing.registry import Registry
 from imagegate.testing import FakeGemini, FakeOpenAI, Fault
 from tests.support.server import GatewayServer
 from tests.support.upstreams import (

@@ -1,3 +1,3 @@
-from imagegate.cli import main
+from imagegate.cli.main import main
 
 main()

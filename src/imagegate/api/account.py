@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from limits import parse
 
 from imagegate.api.deps import credential, gateway
-from imagegate.core import accounts
+from imagegate.core.accounts import manage as accounts
 from imagegate.core.errors import NoApi
 from imagegate.db.models import Credential
 

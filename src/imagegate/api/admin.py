@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import gateway
-from imagegate.core import accounts
+from imagegate.core.accounts import manage as accounts
 from imagegate.core.errors import BadRequest, InvalidToken, NoApi
 
 router = APIRouter(prefix="/admin")

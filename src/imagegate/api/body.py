@@ -8,7 +8,7 @@ import orjson
 from fastapi import Request
 
 from imagegate.core.errors import BadRequest, RequestTooLarge, UnsupportedMediaType
-from imagegate.core.params import json_type
+from imagegate.core.routing.params import json_type
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from imagegate.core import metrics
 from imagegate.core.errors import InvalidToken, NoApi
 from imagegate.core.gateway import Gateway
 from imagegate.db.models import Credential
-from imagegate.storage.images import content_type_for
+from imagegate.storage.store import content_type_for
 
 router = APIRouter()
 IMMUTABLE = "public, max-age=31536000, immutable"

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import gateway, polling_credential
 from imagegate.core.errors import BadRequest
-from imagegate.core.queries import TaskQueries
+from imagegate.core.tasks.queries import TaskQueries
 from imagegate.db.models import Credential
 
 router = APIRouter()

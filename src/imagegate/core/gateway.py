@@ -14,23 +14,23 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import select, update
 
-from imagegate.core.callbacks import CallbackDispatcher
-from imagegate.core.channels import ChannelRouter, build_provider
-from imagegate.core.credcache import CredentialCache
-from imagegate.core.credentials import check_usable, hash_token, parse_bearer
+from imagegate.core.accounts.credential_cache import CredentialCache
+from imagegate.core.accounts.credentials import check_usable, hash_token, parse_bearer
+from imagegate.core.accounts.ratelimit import Limits, RateLimiter, limits_for
 from imagegate.core.errors import InvalidToken
 from imagegate.core.generation import GenerationService
 from imagegate.core.hosting import ImageHost
-from imagegate.core.notify import QueueNotifier
-from imagegate.core.ratelimit import Limits, RateLimiter, limits_for
-from imagegate.core.registry import Registry, load_registry
+from imagegate.core.routing.channels import ChannelRouter, build_provider
+from imagegate.core.routing.registry import Registry, load_registry
 from imagegate.core.ssrf import CallbackPolicy
-from imagegate.core.tasks import TaskStore
+from imagegate.core.tasks.callbacks import CallbackDispatcher
+from imagegate.core.tasks.notify import QueueNotifier
+from imagegate.core.tasks.store import TaskStore
 from imagegate.db import engine as db
 from imagegate.db.models import Credential
 from imagegate.providers.base import Provider
 from imagegate.settings import Settings
-from imagegate.storage.images import ImageStore
+from imagegate.storage.store import ImageStore
 
 log = structlog.get_logger("imagegate")
 LAST_USED_EVERY = 60.0  # seconds between last_used_at writes for one credential

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from imagegate.core import metrics
-from imagegate.core.channels import ChannelRouter
+from imagegate.core.accounts.money import to_micro
 from imagegate.core.errors import (
     ApiError,
     ModelUnavailable,
@@ -24,15 +24,15 @@ from imagegate.core.errors import (
     UpstreamFailed,
 )
 from imagegate.core.hosting import ImageHost
-from imagegate.core.idempotency import Idempotency, Replay
-from imagegate.core.intake import Intake
-from imagegate.core.money import to_micro
-from imagegate.core.notify import QueueNotifier
-from imagegate.core.params import Params, validate
-from imagegate.core.registry import ModelConfig, Registry
+from imagegate.core.routing.channels import ChannelRouter
+from imagegate.core.routing.params import Params, validate
+from imagegate.core.routing.registry import ModelConfig, Registry
+from imagegate.core.routing.upstream_errors import provider_error_to_api
 from imagegate.core.ssrf import CallbackPolicy
-from imagegate.core.tasks import QUEUED, RUNNING, Claimed, TaskStore
-from imagegate.core.upstream_errors import provider_error_to_api
+from imagegate.core.tasks.idempotency import Idempotency, Replay
+from imagegate.core.tasks.intake import Intake
+from imagegate.core.tasks.notify import QueueNotifier
+from imagegate.core.tasks.store import QUEUED, RUNNING, Claimed, TaskStore
 from imagegate.db.models import MICRO, Credential
 from imagegate.providers.base import (
     ImageRequest,

@@ -6,10 +6,10 @@ import asyncio
 import base64
 from typing import Any
 
-from imagegate.core.images import ensure_format
-from imagegate.core.params import Params
+from imagegate.core.conversion import ensure_format
+from imagegate.core.routing.params import Params
 from imagegate.providers.base import ImageResult, ProviderError
-from imagegate.storage.images import EXTENSIONS, ImageStore
+from imagegate.storage.store import EXTENSIONS, ImageStore
 
 Items = list[dict[str, Any]]
 

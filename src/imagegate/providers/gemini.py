@@ -19,7 +19,7 @@ from imagegate.providers.base import (
 )
 
 if TYPE_CHECKING:  # providers take the config object, but never import the core
-    from imagegate.core.registry import UpstreamConfig
+    from imagegate.core.routing.registry import UpstreamConfig
 
 # finishReasons that mean "the model refused": SPEC 6 counts NO_IMAGE among the safety
 # blocks, and IMAGE_OTHER is how image models decline without naming a policy. A retry

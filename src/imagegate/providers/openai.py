@@ -18,7 +18,7 @@ from imagegate.providers.base import (
 )
 
 if TYPE_CHECKING:  # providers take the config object, but never import the core
-    from imagegate.core.registry import UpstreamConfig
+    from imagegate.core.routing.registry import UpstreamConfig
 
 # what each family forwards when the channel has no `send` list
 DEFAULT_SEND = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from imagegate.testing import images
+from imagegate.testing import pictures
 from imagegate.testing.records import Fault, RecordedRequest, Response
 from imagegate.testing.server import FakeServer
 
@@ -291,7 +291,7 @@ class FakeGemini(FakeServer):
             parts.append({"text": f"**Composing the image**\n\nI'm planning a picture of "
                           f"{prompt[:60]}, deciding on layout and colours.", "thought": True})
         if thinking and model == "gemini-3-pro-image-preview" and "IMAGE" in modalities:
-            draft = images.render_b64(256, 256, "png", f"draft|{prompt}", "draft")
+            draft = pictures.render_b64(256, 256, "png", f"draft|{prompt}", "draft")
             parts.append({"inlineData": {"mimeType": "image/png", "data": draft},
                           "thought": True})
         if "TEXT" in modalities:
@@ -312,9 +312,9 @@ class FakeGemini(FakeServer):
             fmt = self.image_format
             render_args = (width, height, fmt, f"{model}|{prompt}",
                            f"{model}\n{width}x{height}", False, fault.image_bytes)
-            data = (images.truncated_b64(images.render(*render_args)) if fault.truncated_b64
-                    else images.render_b64(*render_args))
-            image_part: dict[str, Any] = {"inlineData": {"mimeType": images.mime_type(fmt),
+            data = (pictures.truncated_b64(pictures.render(*render_args)) if fault.truncated_b64
+                    else pictures.render_b64(*render_args))
+            image_part: dict[str, Any] = {"inlineData": {"mimeType": pictures.mime_type(fmt),
                                                          "data": data}}
             if thinking:
                 image_part["thoughtSignature"] = secrets.token_urlsafe(24)

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from imagegate.testing import images
+from imagegate.testing import pictures
 from imagegate.testing.openai_rules import ImageParams, OpenAIError, usage, validate
 from imagegate.testing.records import (
     Fault,
@@ -169,14 +169,14 @@ class FakeOpenAI(FakeServer):
                            f"{params.model}\n{params.size}", transparent, fault.image_bytes)
             item: dict[str, Any] = {}
             if params.response_format == "url" or fault.url_response:
-                blob = images.render(*render_args)
+                blob = pictures.render(*render_args)
                 if fault.truncated_b64:
                     blob = blob[: len(blob) // 2]
                 item["url"] = self.publish(blob, params.output_format, public_base)
             elif fault.truncated_b64:
-                item["b64_json"] = images.truncated_b64(images.render(*render_args))
+                item["b64_json"] = pictures.truncated_b64(pictures.render(*render_args))
             else:
-                item["b64_json"] = images.render_b64(*render_args)
+                item["b64_json"] = pictures.render_b64(*render_args)
             if params.model == "dall-e-3":
                 item["revised_prompt"] = f"A detailed image of: {params.prompt}"
             data.append(item)
@@ -202,9 +202,9 @@ class FakeOpenAI(FakeServer):
         with self._files_lock:
             for key in [k for k, v in self._files.items() if v[2] < now - 60]:
                 del self._files[key]
-            self._files[name] = (data, images.mime_type(fmt), expires)
+            self._files[name] = (data, pictures.mime_type(fmt), expires)
         query = {"st": _iso(now - 300), "se": _iso(expires), "sp": "r", "sv": "2021-08-06",
-                 "sr": "b", "rscd": "inline", "rsct": images.mime_type(fmt),
+                 "sr": "b", "rscd": "inline", "rsct": pictures.mime_type(fmt),
                  "sig": self._sign(name, _iso(expires))}
         return f"{public_base or self.base_url}/files/{name}?{urlencode(query)}"
 

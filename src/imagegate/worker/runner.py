@@ -8,11 +8,11 @@ import contextlib
 
 import structlog
 
-from imagegate.core.callbacks import CallbackDispatcher
 from imagegate.core.gateway import Gateway
 from imagegate.core.generation import GenerationService
-from imagegate.core.params import wants_async
-from imagegate.core.tasks import TaskStore
+from imagegate.core.routing.params import wants_async
+from imagegate.core.tasks.callbacks import CallbackDispatcher
+from imagegate.core.tasks.store import TaskStore
 
 log = structlog.get_logger("imagegate.worker")
 

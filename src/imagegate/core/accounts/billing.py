@@ -2,7 +2,7 @@
 
 Every change to a balance is one conditional UPDATE plus a ledger row in the same
 transaction, so a balance always equals its ledger's sum and never goes negative.
-Admission holds (reserves) are taken in groups by core/intake.py with the same rule.
+Admission holds (reserves) are taken in groups by core/tasks/intake.py with the same rule.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
-from imagegate.core.money import MAX_MICRO
+from imagegate.core.accounts.money import MAX_MICRO
 from imagegate.db.models import Credential, LedgerEntry
 
 _ID = bindparam("b_id", type_=Credential.id.type)

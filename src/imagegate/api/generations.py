@@ -8,10 +8,10 @@ from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import credential, gateway
+from imagegate.core.accounts.money import format_credits
 from imagegate.core.generation import Job
-from imagegate.core.idempotency import Idempotency, Replay
-from imagegate.core.money import format_credits
-from imagegate.core.params import is_trace_id
+from imagegate.core.routing.params import is_trace_id
+from imagegate.core.tasks.idempotency import Idempotency, Replay
 
 router = APIRouter()
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from imagegate.client import Client
+    from imagegate.cli.api_client import Client
 
 BaseUrl = Annotated[str, typer.Option(envvar="IMAGEGATE_BASE_URL",
                                       help="The gateway [env IMAGEGATE_BASE_URL]")]
@@ -30,7 +30,7 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def _client(base_url: str, token: str | None, timeout: float = 900.0) -> Client:
-    from imagegate.client import Client, ClientError
+    from imagegate.cli.api_client import Client, ClientError
 
     if not token:
         raise _fail("error: no token: pass --token or set IMAGEGATE_TOKEN", 2)
@@ -43,7 +43,7 @@ def _client(base_url: str, token: str | None, timeout: float = 900.0) -> Client:
 @contextmanager
 def _reporting(client: Client) -> Iterator[None]:
     """An API error or Ctrl-C as one line and an exit code; the client closed either way."""
-    from imagegate.client import ClientError
+    from imagegate.cli.api_client import ClientError
 
     try:
         yield
@@ -74,7 +74,7 @@ def generate(
         help="Seconds to wait for the images (with --async: for the task to finish)")] = 900.0,
 ) -> None:
     """Generate images and save them; prints each file's path and the task id."""
-    from imagegate.client import Unsaved
+    from imagegate.cli.api_client import Unsaved
 
     body: dict[str, Any] = {"model": model, "prompt": prompt}
     for key, value in (("size", size), ("n", n), ("quality", quality), ("style", style),
@@ -108,7 +108,7 @@ tasks_app = typer.Typer(no_args_is_help=True, help="Look at tasks on a gateway."
 def tasks_get(task_id: Annotated[str, typer.Argument(help="The task id")],
               base_url: BaseUrl = "http://127.0.0.1:8000", token: Token = None) -> None:
     """Print a task as JSON."""
-    from imagegate.client import dumps
+    from imagegate.cli.api_client import dumps
 
     client = _client(base_url, token, 60.0)
     with _reporting(client):

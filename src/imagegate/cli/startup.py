@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from imagegate.core.registry import ConfigError, load_registry
+from imagegate.core.routing.registry import ConfigError, load_registry
 from imagegate.settings import Settings
 
 
@@ -52,7 +52,7 @@ async def open_database(settings: Settings, *, migrate: bool) -> Any:
 
 
 def check_storage(settings: Settings) -> None:
-    from imagegate.storage.images import ImageStore
+    from imagegate.storage.store import ImageStore
 
     url = settings.resolved_storage_url()
     try:

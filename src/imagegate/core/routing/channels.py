@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from imagegate.core import metrics
-from imagegate.core.registry import ChannelConfig, ModelConfig, Registry, UpstreamConfig
+from imagegate.core.routing.registry import ChannelConfig, ModelConfig, Registry, UpstreamConfig
 from imagegate.providers.base import (
     DeadlineExceeded,
     ImageRequest,

@@ -14,21 +14,21 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from imagegate.core import billing
-from imagegate.core.credentials import (
+from imagegate.core.accounts import billing
+from imagegate.core.accounts.credentials import (
     BUMP_REVISION,
     DEFAULT_SCOPES,
     KNOWN_SCOPES,
     IssuedCredential,
     create_credential,
 )
-from imagegate.core.errors import ApiError, BadRequest
-from imagegate.core.money import (
+from imagegate.core.accounts.money import (
     MAX_CREDITS,
     format_credits,
     from_micro,
     parse_credits,
 )
+from imagegate.core.errors import ApiError, BadRequest
 from imagegate.db.models import Credential, LedgerEntry, Task
 
 LIMIT_KEYS = ("rps", "poll_rps", "concurrency")

@@ -31,7 +31,7 @@ EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp", "gif": 
 STATES = ("queued", "running", "succeeded", "failed")
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 POLL_REQUEST_TIMEOUT = 30.0
-# Parameters each family accepts and ignores (core/params.py), so a user learns at once that
+# Parameters each family accepts and ignores (core/routing/params.py), so a user learns at once that
 # e.g. --quality does nothing for nano-banana instead of wondering why the image looks the same.
 IGNORED = {"dalle": ("background", "output_format", "output_compression", "moderation"),
            "gpt-image": ("style",),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from imagegate.core.accounts.money import MAX_CREDITS, MAX_MICRO
 from imagegate.core.errors import (
     BadRequest,
     Disabled,
@@ -19,7 +20,6 @@ from imagegate.core.errors import (
     TokenExpired,
     TokenMismatched,
 )
-from imagegate.core.money import MAX_CREDITS, MAX_MICRO
 from imagegate.db.models import Credential, LedgerEntry, Revision
 
 TOKEN_PREFIX = "ig-"

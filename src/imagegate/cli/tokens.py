@@ -34,7 +34,7 @@ Ident = Annotated[str, typer.Argument(help="Credential id, or the token prefix `
 
 
 def settings_of(**overrides: Any) -> Settings:
-    from imagegate.startup import StartupError, settings_from
+    from imagegate.cli.startup import StartupError, settings_from
 
     try:
         return settings_from(**overrides)
@@ -44,7 +44,7 @@ def settings_of(**overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def opened(settings: Settings) -> AsyncIterator[AsyncSession]:
-    from imagegate.startup import open_database
+    from imagegate.cli.startup import open_database
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sessions = await open_database(settings, migrate=settings.migrate)
@@ -62,7 +62,7 @@ def run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with opened(settings) as session:
             return await work(session)
 
-    from imagegate.startup import StartupError
+    from imagegate.cli.startup import StartupError
 
     try:
         return asyncio.run(go())
@@ -91,7 +91,7 @@ async def _announce(redis_url: str, prefix: str, credential_id: str) -> None:
     notice the revision the change bumped within about a second."""
     import redis.asyncio as redis
 
-    from imagegate.core.credcache import channel_name
+    from imagegate.core.accounts.credential_cache import channel_name
 
     client = redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
@@ -115,8 +115,8 @@ def create(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a credential; the token is printed alone on the last line (shown once)."""
-    from imagegate.core import accounts
-    from imagegate.core.money import parse_credits
+    from imagegate.core.accounts import manage as accounts
+    from imagegate.core.accounts.money import parse_credits
 
     checked(credits, parse_credits)
     limits = {k: v for k, v in (("rps", rps), ("concurrency", concurrency)) if v is not None}
@@ -136,8 +136,8 @@ def create(
 @tokens.command("list")
 def listing(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List credentials (never their tokens)."""
-    from imagegate.core import accounts
-    from imagegate.core.money import format_credits
+    from imagegate.core.accounts import manage as accounts
+    from imagegate.core.accounts.money import format_credits
 
     creds = run(settings_of(data_dir=data_dir, database_url=database_url), accounts.listing)
     table = Table("id", "name", "prefix", "created", "credits", "disabled", "scopes")
@@ -151,7 +151,7 @@ def listing(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
 def _apply(ident: str, change: Callable[[AsyncSession, str], Awaitable[Any]], done: str,
            data_dir: Path | None, database_url: str | None) -> None:
     """Find the credential, change it, and tell running gateways to drop their copy."""
-    from imagegate.core import accounts
+    from imagegate.core.accounts import manage as accounts
 
     async def work(session: AsyncSession) -> str:
         cred_id = (await accounts.find(session, ident)).id
@@ -167,7 +167,7 @@ def _apply(ident: str, change: Callable[[AsyncSession, str], Awaitable[Any]], do
 
 def _set_disabled(ident: str, disabled: bool, data_dir: Path | None, database_url: str | None
                   ) -> None:
-    from imagegate.core import accounts
+    from imagegate.core.accounts import manage as accounts
 
     _apply(ident, lambda s, cid: accounts.update_fields(s, cid, disabled=disabled),
            "disabled" if disabled else "enabled", data_dir, database_url)
@@ -189,8 +189,8 @@ def enable(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = N
 def topup(ident: Ident, credits: Annotated[float, typer.Argument(help="Credits to add")],
           data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Add credits (a ledger row records it)."""
-    from imagegate.core import accounts
-    from imagegate.core.money import format_credits, parse_credits
+    from imagegate.core.accounts import manage as accounts
+    from imagegate.core.accounts.money import format_credits, parse_credits
 
     checked(credits, parse_credits)
     async def work(session: AsyncSession) -> tuple[str, int]:
@@ -205,7 +205,7 @@ def topup(ident: Ident, credits: Annotated[float, typer.Argument(help="Credits t
 @tokens.command("usage")
 def usage(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Balance, totals by model and recent tasks, as JSON (deleted credentials too)."""
-    from imagegate.core import accounts
+    from imagegate.core.accounts import manage as accounts
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         cred = await accounts.find(session, ident, include_deleted=True)
@@ -219,6 +219,6 @@ def usage(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = No
 def delete(ident: Ident, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Revoke a credential for good: its token stops working (401) and it leaves `list`;
     its ledger and tasks are kept, and `usage` still shows them."""
-    from imagegate.core import accounts
+    from imagegate.core.accounts import manage as accounts
 
     _apply(ident, accounts.remove, "deleted", data_dir, database_url)

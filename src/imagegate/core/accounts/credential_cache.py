@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from imagegate.core.credentials import READ_REVISION
+from imagegate.core.accounts.credentials import READ_REVISION
 from imagegate.core.pubsub import Channel
 from imagegate.db.models import Credential
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 
+from imagegate.core.accounts.money import from_micro
 from imagegate.core.errors import BadRequest
-from imagegate.core.money import from_micro
 from imagegate.db.engine import Sessions
 from imagegate.db.models import Task
 

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Update
 
-from imagegate.core import billing, metrics
+from imagegate.core import metrics
+from imagegate.core.accounts import billing
 from imagegate.db.engine import Sessions
 from imagegate.db.models import Credential, Task
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from imagegate.cli_client import generate, tasks_app
-from imagegate.cli_fake import fake_upstream
-from imagegate.cli_tokens import DatabaseUrl, DataDir, tokens
+from imagegate.cli.fake import fake_upstream
+from imagegate.cli.requests import generate, tasks_app
+from imagegate.cli.tokens import DatabaseUrl, DataDir, tokens
 
 if TYPE_CHECKING:  # the server's imports wait until a server command runs: --help is quick
     from imagegate.settings import Settings
@@ -64,7 +64,7 @@ def serve(
     """Run the gateway."""
     from imagegate import logging as logs
     from imagegate.api.app import create_app, run
-    from imagegate.startup import StartupError, settings_from
+    from imagegate.cli.startup import StartupError, settings_from
 
     try:
         settings = settings_from(
@@ -91,7 +91,7 @@ def serve(
 async def _prepare(settings: Settings) -> str | None:
     """Check the config, storage and database, migrate, and in sandbox mode make sure a
     working demo token exists."""
-    from imagegate.startup import check_config, check_storage, open_database
+    from imagegate.cli.startup import check_config, check_storage, open_database
 
     check_config(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,9 +108,9 @@ async def _demo_token(settings: Settings, sessions: Any) -> str:
     from sqlalchemy import select
 
     from imagegate.api.deps import IMAGES_SCOPE
-    from imagegate.core import credentials
+    from imagegate.core.accounts import credentials
+    from imagegate.core.accounts.money import to_micro
     from imagegate.core.errors import ApiError
-    from imagegate.core.money import to_micro
     from imagegate.db.models import Credential
 
     demo_file = settings.data_dir / "demo-token"
@@ -136,7 +136,7 @@ async def _demo_token(settings: Settings, sessions: Any) -> str:
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Apply database migrations (safe to run from several nodes at once)."""
-    from imagegate.startup import StartupError, settings_from
+    from imagegate.cli.startup import StartupError, settings_from
 
     try:
         settings = settings_from(data_dir=data_dir, database_url=database_url)
@@ -165,7 +165,7 @@ def worker(
 ) -> None:
     """Run task workers only (no API), sharing the database with `imagegate serve` nodes."""
     from imagegate import logging as logs
-    from imagegate.startup import StartupError, check_config, check_storage, settings_from
+    from imagegate.cli.startup import StartupError, check_config, check_storage, settings_from
     from imagegate.worker.service import run_worker
 
     try:
@@ -191,7 +191,7 @@ def worker(
 
 async def _check_database(settings: Settings, *, migrate: bool) -> None:
     """The database answers (and is migrated, when asked); nothing is kept open."""
-    from imagegate.startup import open_database
+    from imagegate.cli.startup import open_database
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sessions = await open_database(settings, migrate=migrate)

@@ -20,9 +20,9 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from imagegate.core import billing
+from imagegate.core.accounts import billing
+from imagegate.core.accounts.money import format_credits
 from imagegate.core.errors import ApiError, TooManyRequests, UsedUp
-from imagegate.core.money import format_credits
 from imagegate.db.engine import Sessions
 from imagegate.db.models import Credential, LedgerEntry, Task
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from imagegate.core.errors import BadRequest, NotImplementedApi
-from imagegate.core.registry import ModelConfig, Registry
+from imagegate.core.routing.registry import ModelConfig, Registry
 
 PROMPT_LIMITS = {"dalle": 4000, "gpt-image": 32000, "nano-banana": 32000}
 DALLE_SIZES = ("1024x1024", "1792x1024", "1024x1792")
