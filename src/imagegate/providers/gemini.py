@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from imagegate.providers import http
 from imagegate.providers.base import (
     ContentBlocked,
@@ -83,9 +81,9 @@ class GeminiProvider:
         try:
             response = await self.client.post(url, json=self.body(request),
                                               headers={"x-goog-api-key": self.api_key or ""})
-        except httpx.HTTPError as e:
+        except http.TransportError as e:
             raise http.transport_error(channel, e) from None
-        if response.status_code != 200:
+        if response.status != 200:
             raise http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
         payload = http.json_body(response)
         if not isinstance(payload, dict):

@@ -10,10 +10,11 @@ import email.utils
 import io
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import orjson
 from PIL import Image
 
@@ -26,7 +27,7 @@ from imagegate.providers.base import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from imagegate.providers.pool import ShardedClient
+from imagegate.providers.client import TransportError, UpstreamClient, UpstreamResponse
 
 MAX_DOWNLOAD = 50 * 1024 * 1024
 # "forbidden": what another imagegate (or the seed's hosted service) says for moderation
@@ -43,8 +44,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 def make_client(timeout: float, max_connections: int, headers: dict[str, str] | None = None
-                ) -> ShardedClient:
-    return ShardedClient(timeout, max_connections, headers)
+                ) -> UpstreamClient:
+    return UpstreamClient(timeout, max_connections, headers)
 
 
 def strip_version(base_url: str, *suffixes: str) -> str:
@@ -86,7 +87,7 @@ class Scrubber:
         return text
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")
     if not value:
         return None
@@ -101,7 +102,7 @@ def retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def json_body(response: httpx.Response) -> Any:
+def json_body(response: UpstreamResponse) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -132,7 +133,7 @@ def retry_delay(body: Any) -> float | None:
     return None
 
 
-def error_of(response: httpx.Response, scrub: Scrubber, body: Any = None
+def error_of(response: UpstreamResponse, scrub: Scrubber, body: Any = None
              ) -> tuple[str | None, str]:
     """(code, message) from an OpenAI or Google error body, or a description of the page.
 
@@ -144,10 +145,10 @@ def error_of(response: httpx.Response, scrub: Scrubber, body: Any = None
         code = err.get("code")
         if code is None or isinstance(code, int):  # Google puts the HTTP status here
             code = err.get("status") or err.get("type")
-        message = scrub(str(err.get("message") or "").strip()) or f"HTTP {response.status_code}"
+        message = scrub(str(err.get("message") or "").strip()) or f"HTTP {response.status}"
         return (str(code) if code is not None else None), message[:500]
     kind = response.headers.get("content-type", "").split(";")[0] or "no content type"
-    return None, f"HTTP {response.status_code} with a {kind} body"
+    return None, f"HTTP {response.status} with a {kind} body"
 
 
 def _bad_key(status: int, message: str, body: Any) -> bool:
@@ -170,14 +171,14 @@ def _per_day(message: str, body: Any) -> bool:
     return False
 
 
-def classify(channel: str, response: httpx.Response, scrub: Scrubber, *,
+def classify(channel: str, response: UpstreamResponse, scrub: Scrubber, *,
              auth_hint: str = "") -> ProviderError:
     """Turn an upstream error response into what the router and core act on.
 
     Moderation is checked first: an imagegate upstream reports it as 403 "forbidden", which
     must not read as a credentials failure.
     """
-    status = response.status_code
+    status = response.status
     body = json_body(response)
     code, message = error_of(response, scrub, body)
     where = f"upstream {channel}"
@@ -198,8 +199,8 @@ def classify(channel: str, response: httpx.Response, scrub: Scrubber, *,
     return UpstreamRejected(f"{where} answered HTTP {status}: {message}")
 
 
-def transport_error(upstream: str, error: httpx.HTTPError) -> ProviderError:
-    if isinstance(error, httpx.TimeoutException):
+def transport_error(upstream: str, error: BaseException) -> ProviderError:
+    if isinstance(error, TimeoutError):
         return UpstreamUnavailable(f"upstream {upstream} timed out ({type(error).__name__})")
     return UpstreamUnavailable(f"upstream {upstream} connection failed ({type(error).__name__})")
 
@@ -234,17 +235,18 @@ async def checked_image(upstream: str, data: bytes) -> str:
     return mime
 
 
-async def download(client: ShardedClient, upstream: str, url: str, *,
+async def download(client: UpstreamClient, upstream: str, url: str, *,
                    max_bytes: int = MAX_DOWNLOAD, seconds: float = 60.0) -> bytes:
     """Fetch a url-style result: image content type only, size capped, never a redirect loop.
 
     Errors never show the link: it is the upstream's address and often carries a signature.
     """
     try:
-        async with client.stream("GET", url, timeout=seconds, follow_redirects=True) as r:
-            if r.status_code != 200:
+        async with client.stream("GET", url, follow_redirects=True,
+                                 timeouts=aiohttp.ClientTimeout(total=seconds)) as r:
+            if r.status != 200:
                 raise UpstreamUnavailable(
-                    f"upstream {upstream} image link answered HTTP {r.status_code}")
+                    f"upstream {upstream} image link answered HTTP {r.status}")
             ctype = r.headers.get("content-type", "")
             if not ctype.startswith("image/"):
                 raise UpstreamUnavailable(
@@ -255,12 +257,12 @@ async def download(client: ShardedClient, upstream: str, url: str, *,
                 raise UpstreamUnavailable(
                     f"upstream {upstream} image is over the {max_bytes} byte limit")
             chunks, size = [], 0
-            async for chunk in r.aiter_bytes():
+            async for chunk in r.content.iter_chunked(1 << 16):
                 size += len(chunk)
                 if size > max_bytes:
                     raise UpstreamUnavailable(
                         f"upstream {upstream} image is over the {max_bytes} byte limit")
                 chunks.append(chunk)
             return b"".join(chunks)
-    except httpx.HTTPError as e:
+    except TransportError as e:
         raise transport_error(upstream, e) from None

@@ -6,8 +6,6 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from imagegate.providers import http
 from imagegate.providers.base import (
     GeneratedImage,
@@ -68,9 +66,9 @@ class OpenAIProvider:
             response = await self.client.post(
                 f"{self.base_url}/v1/images/generations", json=self.body(request),
                 headers={"authorization": f"Bearer {self.api_key}"})
-        except httpx.HTTPError as e:
+        except http.TransportError as e:
             raise http.transport_error(channel, e) from None
-        if response.status_code != 200:
+        if response.status != 200:
             raise http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
         payload = http.json_body(response)
         if not isinstance(payload, dict):
