@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from imagegate import __version__
-from imagegate.api import account, admin, errors, generations, playground, system, tasks
+from imagegate.api import account, admin, edits, errors, generations, playground, system, tasks
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
 from imagegate.core.gateway import Gateway
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMiddleware)
     errors.install(app)
     app.include_router(generations.router)
+    app.include_router(edits.router)
     app.include_router(system.router)
     app.include_router(tasks.router)
     app.include_router(admin.router)

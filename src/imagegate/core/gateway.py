@@ -17,6 +17,8 @@ from sqlalchemy import select, update
 from imagegate.core.accounts.credential_cache import CredentialCache
 from imagegate.core.accounts.credentials import check_usable, hash_token, parse_bearer
 from imagegate.core.accounts.ratelimit import Limits, RateLimiter, limits_for
+from imagegate.core.edits.service import EditService
+from imagegate.core.edits.sources import Reader
 from imagegate.core.errors import InvalidToken
 from imagegate.core.generation import GenerationService
 from imagegate.core.hosting import ImageHost
@@ -49,6 +51,7 @@ class Gateway:
     store: ImageStore
     providers: dict[str, Provider]
     generation: GenerationService
+    edits: EditService
     tasks: TaskStore
     callbacks: CallbackDispatcher
     node_id: str
@@ -99,6 +102,15 @@ class Gateway:
             notifier=notifier, node_id=node, sync_wait=settings.sync_wait, unavailable=unavailable,
             default_concurrency=settings.default_concurrency, max_queued=settings.max_queued,
         )
+        files_base = settings.resolved_files_base_url()
+        reader = Reader(store, policy, [f"{files_base}/",
+                                        f"{settings.resolved_public_base_url()}/files/",
+                                        "/files/"],
+                        max_bytes=settings.edit_max_image_bytes,
+                        timeout=settings.edit_fetch_timeout)
+        edits = EditService(generation, store, reader,
+                            max_request_bytes=settings.edit_max_request_bytes,
+                            max_pixels=settings.edit_max_pixels)
         callbacks = CallbackDispatcher(
             sessions, host, policy, timeout=settings.callback_timeout,
             base_delay=settings.callback_base_delay, max_delay=settings.callback_max_delay,
@@ -110,7 +122,8 @@ class Gateway:
         limiter = RateLimiter(settings.redis_url, settings.rate_limit_prefix)
         return cls(settings=settings, registry=registry, sessions=sessions, credentials=credentials,
                    limiter=limiter,
-                   store=store, providers=providers, generation=generation, tasks=tasks,
+                   store=store, providers=providers, generation=generation, edits=edits,
+                   tasks=tasks,
                    callbacks=callbacks, node_id=node, unavailable=unavailable)
 
     async def authenticate(self, header: str | None, scope: str) -> Credential:
@@ -174,6 +187,7 @@ class Gateway:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.generation.drain()
+        await self.edits.aclose()
         await self.generation.notifier.aclose()
         await self.credentials.aclose()
         await self.callbacks.aclose()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from imagegate.core.tasks.store import QUEUED, RUNNING, Claimed, TaskStore
 from imagegate.db.models import MICRO, Credential
 from imagegate.providers.base import (
     ImageRequest,
+    ImageResult,
     ProviderError,
 )
 
@@ -52,6 +54,8 @@ class Job:
     model: ModelConfig
     params: Params
     cost: int  # micro-credits held for this task
+    # how the task reaches its upstream when it is not a generation (edits: core/edits)
+    produce: Callable[[], Awaitable[ImageResult]] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -99,6 +103,8 @@ class GenerationService:
         self._leases: dict[str, tuple[str, asyncio.Task[Any]]] = {}
         self._renewer: asyncio.Task[None] | None = None
         self.stopping = False
+        # task type -> the Job of a claimed task of that type (generations: job_of)
+        self.job_builders: dict[str, Callable[[Claimed], Job]] = {}
 
     def prepare(self, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
         model, params = validate(self.registry, body)
@@ -189,6 +195,9 @@ class GenerationService:
         return Outcome(body=body, credits=task.credits)
 
     def job_of(self, claimed: Claimed) -> Job:
+        builder = self.job_builders.get(claimed.type)
+        if builder is not None:
+            return builder(claimed)
         model, params = self.prepare(claimed.request)
         return Job(task_id=claimed.id, trace_id=claimed.trace_id,
                    credential_id=claimed.credential_id, model=model, params=params,
@@ -214,8 +223,11 @@ class GenerationService:
         self._hold(job.task_id, owner)
         has_callback = job.params.callback_url is not None
         try:
-            request = image_request(job.model, job.params)
-            result = await self.router.generate(job.model, request)
+            if job.produce is not None:
+                result = await job.produce()
+            else:
+                result = await self.router.generate(job.model,
+                                                    image_request(job.model, job.params))
             shown, stored = await self.host.host(job.model.family, job.task_id, job.params,
                                                  result)
         except ProviderError as e:

@@ -1,4 +1,4 @@
-"""Callback URLs must not reach into the gateway's own network unless the operator allows it.
+"""Callback URLs and edits' image URLs must not reach the gateway's own network unless allowed.
 
 The check is an explicit deny list rather than ``ipaddress``'s ``is_global`` alone: what
 ``is_global`` means has changed between Python releases, and it says nothing about IPv6
@@ -98,26 +98,27 @@ class CallbackPolicy:
         return self.refusal(ip) is None
 
     @staticmethod
-    def parse(url: str) -> tuple[str, str, int]:
+    def parse(url: str, what: str = "callback_url") -> tuple[str, str, int]:
+        """``what`` names the URL in messages (image URLs of edits go through here too)."""
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as e:
-            raise BadRequest(f"callback_url is not a valid URL: {e}") from None
+            raise BadRequest(f"{what} is not a valid URL: {e}") from None
         if parts.scheme not in ("http", "https"):
-            raise BadRequest("callback_url must be an http or https URL")
+            raise BadRequest(f"{what} must be an http or https URL")
         if not parts.hostname:
-            raise BadRequest("callback_url must have a host")
+            raise BadRequest(f"{what} must have a host")
         if parts.username or parts.password:
-            raise BadRequest("callback_url must not carry credentials")
+            raise BadRequest(f"{what} must not carry credentials")
         return parts.scheme, parts.hostname.lower().rstrip("."), port or (
             443 if parts.scheme == "https" else 80)
 
-    async def resolve(self, url: str) -> tuple[str, list[str]]:
+    async def resolve(self, url: str, what: str = "callback_url") -> tuple[str, list[str]]:
         """The host and the addresses to connect to, every one of them checked; raises
         CallbackRefused or BadRequest. Callers connect to these, never to the name, so a
         DNS answer that changes after the check cannot redirect the request."""
-        _, host, port = self.parse(url)
+        _, host, port = self.parse(url, what)
         try:
             literal: IPAddress | None = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -125,17 +126,20 @@ class CallbackPolicy:
         if literal is not None:
             why = self.refusal(literal)
             if why:
-                raise CallbackRefused(f"callback_url address {literal} is not allowed ({why})")
+                raise CallbackRefused(f"{what} address {literal} is not allowed ({why})")
             return host, [str(literal)]
-        infos = await self.resolver(host, port)
+        try:
+            infos = await self.resolver(host, port)
+        except CallbackRefused as e:
+            raise CallbackRefused(f"{what} {e}") from None
         if not infos:
-            raise CallbackRefused(f"callback_url host {host} does not resolve")
+            raise CallbackRefused(f"{what} host {host} does not resolve")
         if host in self.hosts:
             return host, [str(a) for a in infos]
         for address in infos:
             why = self.refusal(address)
             if why:
-                raise CallbackRefused(f"callback_url host {host} resolves to an address that "
+                raise CallbackRefused(f"{what} host {host} resolves to an address that "
                                       f"is not allowed ({address}: {why})")
         return host, [str(a) for a in infos]
 
@@ -152,7 +156,7 @@ async def _getaddrinfo(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=5)
     except (OSError, TimeoutError) as e:
-        raise CallbackRefused(f"callback_url host {host} does not resolve ({e})") from None
+        raise CallbackRefused(f"host {host} does not resolve ({e})") from None
     out: list[IPAddress] = []
     for info in infos:
         addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])

@@ -7,8 +7,10 @@ decides what its errors mean for the client.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 
@@ -39,6 +41,31 @@ class ImageRequest:
     moderation: str | None = None
     user: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image to edit, already checked by the gateway: whole png, jpeg or webp bytes."""
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+
+    @cached_property
+    def b64(self) -> str:
+        """Encoded once, however many upstream calls (n, retries) carry it."""
+        return base64.b64encode(self.data).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest(ImageRequest):
+    """An edit: the request's fields plus the images to edit (in order) and an optional
+    mask for the first one. Routed like a generation; providers answer it in ``edit``."""
+
+    images: tuple[InputImage, ...] = ()
+    mask: InputImage | None = None
+    input_fidelity: str | None = None  # gpt-image: high | low
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +141,8 @@ class Provider(Protocol):
     name: str
 
     async def generate(self, request: ImageRequest) -> ImageResult: ...
+
+    async def edit(self, request: EditRequest) -> ImageResult: ...
 
     async def aclose(self) -> None: ...
 

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 from imagegate.providers import http
 from imagegate.providers.base import (
     ContentBlocked,
+    EditRequest,
     GeneratedImage,
     ImageRequest,
     ImageResult,
     UpstreamAuthError,
+    UpstreamRejected,
     UpstreamUnavailable,
 )
 
@@ -25,6 +27,11 @@ if TYPE_CHECKING:  # providers take the config object, but never import the core
 SAFETY = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
           "RECITATION", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "NO_IMAGE",
           "IMAGE_OTHER"}
+
+
+# Google's limit on a generateContent request with inline data (the Gemini API's image
+# understanding guide: "the total request size is less than 20MB")
+MAX_INLINE_REQUEST = 20 * 1024 * 1024
 
 
 def _get(part: Mapping[str, Any], camel: str, snake: str) -> Any:
@@ -52,8 +59,22 @@ class GeminiProvider:
         config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
         if image_config:
             config["imageConfig"] = image_config
-        return {"contents": [{"role": "user", "parts": [{"text": request.prompt}]}],
-                "generationConfig": config}
+        # an edit's inputs go first, each an inlineData part, then the instruction
+        parts: list[dict[str, Any]] = [
+            {"inlineData": {"mimeType": image.mime_type, "data": image.b64}}
+            for image in getattr(request, "images", ())]
+        parts.append({"text": request.prompt})
+        return {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+
+    async def edit(self, request: EditRequest) -> ImageResult:
+        """Gemini edits through generateContent itself: the inputs ride in the parts."""
+        inline = sum(len(image.b64) for image in request.images)
+        if inline > MAX_INLINE_REQUEST - len(request.prompt) * 4 - 4096:
+            raise UpstreamRejected(
+                f"the {len(request.images)} input images are {inline / 1e6:.1f} MB as base64; "
+                f"Gemini takes at most {MAX_INLINE_REQUEST / 1e6:.0f} MB in one request: "
+                "send smaller or fewer images")
+        return await self.generate(request)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         if not self.api_key:

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from imagegate.providers import http
 from imagegate.providers.base import (
+    EditRequest,
     GeneratedImage,
     ImageRequest,
     ImageResult,
     UpstreamAuthError,
     UpstreamUnavailable,
 )
+from imagegate.providers.openai_edits import edit_form
 
 if TYPE_CHECKING:  # providers take the config object, but never import the core
     from imagegate.core.routing.registry import UpstreamConfig
@@ -22,7 +24,7 @@ if TYPE_CHECKING:  # providers take the config object, but never import the core
 DEFAULT_SEND = {
     "dalle": ("prompt", "n", "size", "quality", "style", "user"),
     "gpt-image": ("prompt", "n", "size", "quality", "background", "output_format",
-                  "output_compression", "moderation", "user"),
+                  "output_compression", "moderation", "user", "input_fidelity"),
     "nano-banana": ("prompt", "n", "size", "user"),
 }
 
@@ -59,12 +61,20 @@ class OpenAIProvider:
         return body
 
     async def generate(self, request: ImageRequest) -> ImageResult:
+        return await self._call(request, "generations", json=self.body(request))
+
+    async def edit(self, request: EditRequest) -> ImageResult:
+        """``POST /v1/images/edits``: the same fields, as multipart with the inputs."""
+        return await self._call(request, "edits", data=edit_form(self.body(request), request))
+
+    async def _call(self, request: ImageRequest, operation: str, *, json: Any = None,
+                    data: Any = None) -> ImageResult:
         channel = f"{self.name}/{request.upstream_model}"  # what messages name, never the URL
         if not self.api_key:
             raise UpstreamAuthError(f"upstream {channel} has no API key: set {self.key_env}")
         try:
             response = await self.client.post(
-                f"{self.base_url}/v1/images/generations", json=self.body(request),
+                f"{self.base_url}/v1/images/{operation}", json=json, data=data,
                 headers={"authorization": f"Bearer {self.api_key}"})
         except http.TransportError as e:
             raise http.transport_error(channel, e) from None

@@ -9,7 +9,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from imagegate.providers.base import GeneratedImage, ImageRequest, ImageResult
+from imagegate.providers.base import EditRequest, GeneratedImage, ImageRequest, ImageResult
+from imagegate.providers.sandbox_edits import render_edit
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -69,6 +70,21 @@ class SandboxProvider:
                 render, request.prompt, request.public_model, width, height, fmt, transparent,
                 request.output_compression, i,
             )
+            images.append(GeneratedImage(data=data, mime_type=_MIME[fmt]))
+        return ImageResult(images=images, upstream="sandbox")
+
+    async def edit(self, request: EditRequest) -> ImageResult:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        fmt = request.output_format
+        inputs = [image.data for image in request.images]
+        mask = request.mask.data if request.mask is not None else None
+        images = []
+        for i in range(request.n):
+            data = await asyncio.to_thread(
+                render_edit, inputs, mask, request.prompt if i == 0 else f"{request.prompt} #{i}",
+                request.public_model, request.width, request.height, fmt,
+                request.output_compression)
             images.append(GeneratedImage(data=data, mime_type=_MIME[fmt]))
         return ImageResult(images=images, upstream="sandbox")
 

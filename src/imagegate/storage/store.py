@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -52,6 +54,16 @@ class ImageStore:
 
     async def put(self, key: str, data: bytes) -> None:
         await obstore.put_async(self.store, key, data)
+
+    async def put_file(self, key: str, file: IO[bytes]) -> None:
+        """Stream a file in (from its start), in parts: an upload is never held whole."""
+        file.seek(0)
+        await obstore.put_async(self.store, key, file)
+
+    async def delete(self, key: str) -> None:
+        """Remove an object; a missing one is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            await obstore.delete_async(self.store, key)
 
     async def get(self, key: str) -> bytes | None:
         if not safe_key(key):

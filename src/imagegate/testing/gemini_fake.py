@@ -3,17 +3,31 @@
 It is as strict as Google's proto-JSON front end (unknown fields are errors, camelCase or
 snake_case accepted), returns Google's published output sizes, and reproduces the quirks a
 gateway must handle: thought parts to skip, safety blocks delivered as HTTP 200.
+
+Edits are generateContent calls whose parts carry the input images as ``inlineData``
+(``{mimeType, data}``, base64) beside the text (the Gemini API's image generation guide,
+"image editing"; its image understanding guide: inline data for requests under 20MB in
+all, PNG, JPEG, WEBP, HEIC or HEIF). The fake decodes every input and refuses what Google
+refuses: bad base64 (the proto's "Base64 decoding failed"), a MIME type that is no image,
+bytes that are no image, a payload over 20 MiB ("Request payload size exceeds the limit:
+20971520 bytes."). With no aspectRatio the output takes the first input's nearest ratio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import hmac
+import io
+import math
 import re
 import secrets
 from typing import Any
 
 import orjson
+from PIL import Image
 
 from imagegate.testing import pictures
 from imagegate.testing.records import Fault, RecordedRequest, Response
@@ -52,7 +66,12 @@ _FIELDS: dict[str, set[str]] = {
         "enableEnhancedCivicAnswers", "responseModalities", "speechConfig", "thinkingConfig",
         "imageConfig", "mediaResolution"},
     "imageConfig": {"aspectRatio", "imageSize"},
+    "blob": {"mimeType", "data"},
 }
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
+MAX_PAYLOAD = 20 * 1024 * 1024
+_UNPROCESSABLE = ("Unable to process input image. Please retry or report in "
+                  "https://developers.generativeai.google/guide/troubleshooting")
 _STATUS: dict[int, tuple[str, str]] = {
     400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
     401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
@@ -189,23 +208,28 @@ class FakeGemini(FakeServer):
                                            "v1beta, or is not supported for generateContent. "
                                            "Call ListModels to see the list of available models "
                                            "and their supported methods."))
+        if len(request.body) > MAX_PAYLOAD:
+            return self._error(GeminiError(400, "Request payload size exceeds the limit: "
+                                           f"{MAX_PAYLOAD} bytes."))
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             return self._error(GeminiError(400, "Invalid JSON payload received. Unexpected "
                                            "token."))
         try:
-            prompt, modalities, size = self._validate(model, body)
+            prompt, modalities, size, inputs = await self.run_sync(self._validate, model, body)
         except GeminiError as exc:
             return self._error(exc)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         payload = await self.run_sync(self._generate, model, prompt, modalities, size,
-                                      fault or Fault())
+                                      fault or Fault(), inputs)
         return Response(200, payload, [("vary", "Origin")], _JSON)
 
     # ----- validation -------------------------------------------------------------------
-    def _validate(self, model: str, raw: Any) -> tuple[str, list[str], tuple[int, int, str]]:
+    def _validate(self, model: str, raw: Any
+                  ) -> tuple[str, list[str], tuple[int, int, str], list[tuple[int, int, str]]]:
+        """The prompt, modalities, output size and inputs (width, height, digest)."""
         body = _object(raw, "", "")
         contents = body.get("contents")
         if not contents:
@@ -215,6 +239,7 @@ class FakeGemini(FakeServer):
             raise GeminiError(400, "Invalid JSON payload received. Expected a list at "
                               "'contents'.")
         texts: list[str] = []
+        inputs: list[tuple[int, int, str]] = []
         for i, item in enumerate(contents):
             content = _object(item, "content", f"contents[{i}]")
             parts = content.get("parts")
@@ -229,6 +254,9 @@ class FakeGemini(FakeServer):
                                       f"(TYPE_STRING), {orjson.dumps(text).decode()}")
                 if text and text.strip() and not part.get("thought"):
                     texts.append(text)
+                if part.get("inlineData") is not None:
+                    inputs.append(_inline_image(part["inlineData"],
+                                                f"contents[{i}].parts[{j}].inline_data"))
         if not texts:
             raise GeminiError(400, "* GenerateContentRequest.contents: a text part with the "
                               "prompt is required.\n")
@@ -252,11 +280,13 @@ class FakeGemini(FakeServer):
             raise GeminiError(400, f"Multiple candidates is not enabled for models/{model}")
         image_config = _object(config.get("imageConfig") or {}, "imageConfig",
                                "generation_config.image_config")
-        return " ".join(texts), modalities, self._size(model, image_config)
+        return " ".join(texts), modalities, self._size(model, image_config, inputs), inputs
 
-    def _size(self, model: str, config: dict[str, Any]) -> tuple[int, int, str]:
+    def _size(self, model: str, config: dict[str, Any],
+              inputs: list[tuple[int, int, str]] | None = None) -> tuple[int, int, str]:
         table = MODELS[model]
-        ratio = config.get("aspectRatio") or "1:1"
+        ratio = config.get("aspectRatio") or (_nearest(table, *inputs[0][:2]) if inputs
+                                              else "1:1")
         if ratio not in table:
             raise GeminiError(400, f"* GenerateContentRequest.generation_config.image_config."
                               f"aspect_ratio: Unsupported aspect ratio {ratio!r}. Supported "
@@ -276,7 +306,8 @@ class FakeGemini(FakeServer):
 
     # ----- generation (runs in the executor) --------------------------------------------
     def _generate(self, model: str, prompt: str, modalities: list[str],
-                  size: tuple[int, int, str], fault: Fault) -> bytes:
+                  size: tuple[int, int, str], fault: Fault,
+                  inputs: list[tuple[int, int, str]] | None = None) -> bytes:
         prompt_tokens = max(1, (len(prompt) + 3) // 4)
         envelope: dict[str, Any] = {"modelVersion": model,
                                     "responseId": secrets.token_urlsafe(16)}
@@ -310,8 +341,10 @@ class FakeGemini(FakeServer):
                 candidate["content"] = {"role": "model", "parts": parts}
         elif "IMAGE" in modalities:
             fmt = self.image_format
-            render_args = (width, height, fmt, f"{model}|{prompt}",
-                           f"{model}\n{width}x{height}", False, fault.image_bytes)
+            edited = f"\nedit of {len(inputs)}" if inputs else ""
+            seed = f"{model}|{prompt}" + (f"|{inputs[0][2]}" if inputs else "")
+            render_args = (width, height, fmt, seed, f"{model}\n{width}x{height}{edited}",
+                           False, fault.image_bytes)
             data = (pictures.truncated_b64(pictures.render(*render_args)) if fault.truncated_b64
                     else pictures.render_b64(*render_args))
             image_part: dict[str, Any] = {"inlineData": {"mimeType": pictures.mime_type(fmt),
@@ -336,3 +369,32 @@ class FakeGemini(FakeServer):
             usage["thoughtsTokenCount"] = 180
             usage["totalTokenCount"] += 180
         return orjson.dumps({"candidates": [candidate], "usageMetadata": usage, **envelope})
+
+
+def _inline_image(raw: Any, where: str) -> tuple[int, int, str]:
+    """One inlineData input: a Blob proto whose bytes must be an image Google decodes."""
+    blob = _object(raw, "blob", where)
+    mime = blob.get("mimeType")
+    data = blob.get("data")
+    if not isinstance(data, str) or not data:
+        raise GeminiError(400, f"* GenerateContentRequest.{where}.data: inline data must not "
+                          "be empty.\n")
+    try:
+        decoded = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise GeminiError(400, f"Invalid value at '{where}.data' (TYPE_BYTES), Base64 decoding "
+                          f"failed for \"{data[:40]}\"") from None
+    if not isinstance(mime, str) or mime.lower() not in IMAGE_MIMES:
+        raise GeminiError(400, f"Unsupported MIME type: {mime}")
+    try:
+        with Image.open(io.BytesIO(decoded)) as image:
+            image.load()
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - what Pillow cannot decode, the model cannot see
+        raise GeminiError(400, _UNPROCESSABLE) from None
+    return width, height, hashlib.sha256(decoded).hexdigest()
+
+
+def _nearest(table: dict[str, tuple[int, int]], width: int, height: int) -> str:
+    target = math.log(width / height)
+    return min(table, key=lambda r: abs(math.log(table[r][0] / table[r][1]) - target))

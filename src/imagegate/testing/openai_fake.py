@@ -1,7 +1,10 @@
-"""A fake api.openai.com Images API (`POST /v1/images/generations`) over real sockets.
+"""A fake api.openai.com Images API (`POST /v1/images/generations` and `/v1/images/edits`)
+over real sockets.
 
 dall-e models answer with expiring signed links by default, like the real service's Azure
 blob URLs, so the fake also serves `GET /files/...` and refuses expired or forged links.
+Edits are multipart and checked as OpenAI checks them (see ``openai_edit_rules``); the
+edited image's colours follow the first input's digest, so a test can tell it arrived.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from urllib.parse import urlencode
 import orjson
 
 from imagegate.testing import pictures
+from imagegate.testing.multipart import FormError, parse_form
+from imagegate.testing.openai_edit_rules import EditParams, input_image_tokens, validate_edit
 from imagegate.testing.openai_rules import ImageParams, OpenAIError, usage, validate
 from imagegate.testing.records import (
     Fault,
@@ -128,6 +133,8 @@ class FakeOpenAI(FakeServer):
     async def handle(self, request: RecordedRequest, fault: Fault | None) -> Response:
         if request.path.startswith("/files/") and request.method in ("GET", "HEAD"):
             return self._serve_file(request)
+        if request.path == "/v1/images/edits" and request.method == "POST":
+            return await self._edit(request, fault)
         if request.path != "/v1/images/generations" or request.method != "POST":
             return self._error(OpenAIError(404, f"Invalid URL ({request.method} "
                                            f"{request.path})"))
@@ -153,20 +160,46 @@ class FakeOpenAI(FakeServer):
                                       self._public_base(request))
         return Response(200, payload, self._headers())
 
+    async def _edit(self, request: RecordedRequest, fault: Fault | None) -> Response:
+        problem = self._check_auth(request)
+        if problem is not None:
+            return self._error(problem)
+        try:
+            form = parse_form(request.body, request.headers.get("content-type", ""))
+        except FormError:
+            return self._error(OpenAIError(
+                400, "Invalid Content-Type header: expected multipart/form-data with a "
+                "boundary for this endpoint.", None, "invalid_content_type"))
+        try:
+            edit = await self.run_sync(validate_edit, form)
+        except OpenAIError as exc:
+            return self._error(exc)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        payload = await self.run_sync(self._generate, edit.params, fault or Fault(),
+                                      self._public_base(request), edit)
+        return Response(200, payload, self._headers())
+
     def _public_base(self, request: RecordedRequest) -> str:
         """Links use the Host the client dialled, so they work across Docker networks too."""
         host = request.headers.get("host")
         return f"http://{host}" if host else self.base_url
 
     # ----- generation (runs in the executor) ------------------------------------------------
-    def _generate(self, params: ImageParams, fault: Fault, public_base: str) -> bytes:
+    def _generate(self, params: ImageParams, fault: Fault, public_base: str,
+                  edit: EditParams | None = None) -> bytes:
         gpt_image = params.rules.family == "gpt-image"
         transparent = params.background == "transparent"
         data: list[dict[str, Any]] = []
+        label = f"{params.model}\n{params.size}"
+        source = ""
+        if edit is not None:
+            source = "|" + hashlib.sha256(edit.images[0].data).hexdigest()
+            label += f"\nedit of {len(edit.images)}" + (" with mask" if edit.mask else "")
         for index in range(params.n):
-            seed = f"{params.model}|{params.prompt}|{index}"
+            seed = f"{params.model}|{params.prompt}|{index}{source}"
             render_args = (params.width, params.height, params.output_format, seed,
-                           f"{params.model}\n{params.size}", transparent, fault.image_bytes)
+                           label, transparent, fault.image_bytes)
             item: dict[str, Any] = {}
             if params.response_format == "url" or fault.url_response:
                 blob = pictures.render(*render_args)
@@ -187,6 +220,11 @@ class FakeOpenAI(FakeServer):
         payload["data"] = data
         if gpt_image:
             payload["usage"] = usage(params)
+            if edit is not None:
+                tokens = input_image_tokens(edit.images)
+                payload["usage"]["input_tokens"] += tokens
+                payload["usage"]["total_tokens"] += tokens
+                payload["usage"]["input_tokens_details"]["image_tokens"] = tokens
         return orjson.dumps(payload)
 
     # ----- expiring links -------------------------------------------------------------------

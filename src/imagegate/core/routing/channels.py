@@ -26,6 +26,7 @@ from imagegate.core import metrics
 from imagegate.core.routing.registry import ChannelConfig, ModelConfig, Registry, UpstreamConfig
 from imagegate.providers.base import (
     DeadlineExceeded,
+    EditRequest,
     ImageRequest,
     ImageResult,
     Provider,
@@ -129,6 +130,11 @@ class ChannelRouter:
             raise DeadlineExceeded(
                 f"{model.name} took longer than its {model.timeout:g}s limit") from None
 
+    async def edit(self, model: ModelConfig, request: EditRequest) -> ImageResult:
+        """Edits walk the same channels, retries and breakers; each provider's ``edit``
+        answers them."""
+        return await self.generate(model, request)
+
     async def _walk(self, model: ModelConfig, request: ImageRequest, deadline: float
                     ) -> ImageResult:
         last: ProviderError | None = None
@@ -192,7 +198,8 @@ class ChannelRouter:
         breaker = self._breaker(channel)
         started = time.monotonic()
         try:
-            result = await provider.generate(request)
+            result = await (provider.edit(request) if isinstance(request, EditRequest)
+                            else provider.generate(request))
         except ProviderError as e:
             self._observe(channel, type(e).__name__, started)
             if not e.channel_fault:  # a refusal: the upstream is answering, so it is healthy

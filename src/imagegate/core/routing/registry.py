@@ -25,7 +25,7 @@ from pydantic import (
 Family = Literal["dalle", "gpt-image", "nano-banana"]
 PARAMETERS = (
     "prompt", "n", "size", "quality", "style", "background", "output_format",
-    "output_compression", "moderation", "user",
+    "output_compression", "moderation", "user", "input_fidelity",  # the last: edits only
 )
 # The key's variable when an upstream does not name one (the providers say the same).
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -98,9 +98,11 @@ def pixels_of(size: str | None) -> int:
 class PriceTier(_Strict):
     """A price for requests matching every condition given: a quality, a list of sizes,
     and/or a band of pixel counts (``min_pixels``..``max_pixels``, both inclusive), which
-    suits models taking any WxH such as gpt-image-2."""
+    suits models taking any WxH such as gpt-image-2. A tier with an ``operation`` prices
+    only that operation (edit prices: ``operation: edits``)."""
 
     price: Decimal = Field(ge=0, le=MAX_PRICE)
+    operation: Literal["generations", "edits"] | None = None
     quality: str | None = None
     size: tuple[str, ...] | None = None
     min_pixels: int | None = Field(default=None, ge=0)
@@ -150,13 +152,18 @@ class ModelConfig(_Strict):
 
     _price = field_validator("price")(_whole_micro_credits)
 
-    def price_per_image(self, quality: str | None, size: str | None) -> Decimal:
+    def price_per_image(self, quality: str | None, size: str | None,
+                        operation: str = "generations") -> Decimal:
         """The most specific matching tier (quality and size beat either) wins; ties go to
-        the later one; with none matching, ``price``."""
+        the later one; with none matching, ``price``. Tiers naming the operation beat those
+        that do not, so edits cost what generations do unless edit tiers say otherwise."""
         best, best_score = self.price, -1
         for tier in self.tiers:
-            if tier.matches(quality, size) and tier.specificity >= best_score:
-                best, best_score = tier.price, tier.specificity
+            if tier.operation not in (None, operation) or not tier.matches(quality, size):
+                continue
+            score = tier.specificity + (10 if tier.operation else 0)
+            if score >= best_score:
+                best, best_score = tier.price, score
         return best
 
 

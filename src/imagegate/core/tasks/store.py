@@ -65,7 +65,7 @@ def _claim_statement(dialect: str, per_credential: bool) -> Update:
                     lease_until=bindparam("b_until"), attempts=Task.attempts + 1,
                     started_at=func.coalesce(Task.started_at, bindparam("b_now")))
             .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
-                       Task.credits, Task.attempts))
+                       Task.credits, Task.attempts, Task.type))
     return _claims[key]
 
 
@@ -77,6 +77,7 @@ class Claimed:
     request: dict[str, Any]
     credits: int
     attempts: int
+    type: str = "images_generations"  # images_edits: the request refers to stored inputs
 
 
 class TaskStore:
@@ -181,7 +182,7 @@ class TaskStore:
                 update(Task).where(expired)
                 .values(lease_owner="recovery", lease_until=now + self.lease)
                 .returning(Task.id, Task.credential_id, Task.trace_id, Task.request,
-                           Task.credits, Task.attempts)
+                           Task.credits, Task.attempts, Task.type)
             )).all()
         return requeued.rowcount or 0, [Claimed(*r) for r in given_up]  # type: ignore[attr-defined]
 
