@@ -16,7 +16,6 @@ from tests.support.edits import (
     EDITS,
     ImageSite,
     bomb,
-    data_uri,
     mask,
     picture,
     standing,
