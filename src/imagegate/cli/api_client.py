@@ -1,4 +1,5 @@
-"""`imagegate generate` and `imagegate tasks get`: a terminal client for any imagegate.
+"""`imagegate generate`, `imagegate edit` and `imagegate tasks get`: a terminal client for any
+imagegate.
 
 Exit codes: 0 success; 2 the request was refused (a 4xx: bad input, token, credits, limits)
 or the command line was wrong; 1 anything else (server errors, timeouts, the server
@@ -14,7 +15,7 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,10 @@ TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 POLL_REQUEST_TIMEOUT = 30.0
 # Parameters each family accepts and ignores (core/routing/params.py), so a user learns at once that
 # e.g. --quality does nothing for nano-banana instead of wondering why the image looks the same.
-IGNORED = {"dalle": ("background", "output_format", "output_compression", "moderation"),
+IGNORED = {"dalle": ("background", "output_format", "output_compression", "moderation",
+                     "input_fidelity"),
            "gpt-image": ("style",),
-           "nano-banana": ("quality", "style", "background", "moderation")}
+           "nano-banana": ("quality", "style", "background", "moderation", "input_fidelity")}
 FLAGS = {"output_format": "--format", "response_format": "--response-format"}
 
 
@@ -117,10 +119,12 @@ class Client:
         self.http.close()
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-              timeout: float | None = None) -> dict[str, Any]:
+              timeout: float | None = None, **form: Any) -> dict[str, Any]:
+        """``form``: ``data`` and ``files`` of a multipart request instead of a JSON body."""
         try:
             r = self.http.request(method, path, json=body,
-                                  timeout=timeout if timeout is not None else self.http.timeout)
+                                  timeout=timeout if timeout is not None else self.http.timeout,
+                                  **form)
         except httpx.ConnectError:
             raise Transient(f"error: cannot connect to {self.base_url}") from None
         except httpx.TimeoutException:
@@ -160,23 +164,41 @@ class Client:
     def generate(self, body: dict[str, Any], out: Path, *, poll_every: float = 1.0
                  ) -> tuple[str, list[Path]]:
         prepare_out(out)
+        self._warn_ignored(body)
+        return self._run("generating", body, out, poll_every, lambda: self._call(
+            "POST", "/openai/images/generations", body))
+
+    def edit(self, body: dict[str, Any], images: list[str], mask: str | None, out: Path, *,
+             poll_every: float = 1.0) -> tuple[str, list[Path]]:
+        """Files go up as multipart (image[] parts, as the OpenAI SDKs send them); URLs
+        alone go as JSON. Every file is read before anything is sent."""
+        prepare_out(out)
+        self._warn_ignored(body)
+        request = edit_request(body, images, mask)
+        return self._run("editing", body, out, poll_every, lambda: self._call(
+            "POST", "/openai/images/edits", **request))
+
+    def _warn_ignored(self, body: dict[str, Any]) -> None:
         if any(key in body for keys in IGNORED.values() for key in keys):
             for flag in ignored_flags(self.family(body["model"]), body):
                 note(f"warning: {body['model']} ignores {flag}")
+
+    def _run(self, doing: str, body: dict[str, Any], out: Path, poll_every: float,
+             send: Callable[[], dict[str, Any]]) -> tuple[str, list[Path]]:
         started = time.monotonic()
         task_id = ""
         try:
             if body.get("async"):
-                submitted = self._call("POST", "/openai/images/generations", body)
+                submitted = send()
                 task_id = str(submitted.get("task_id", ""))
                 note(f"task {task_id} submitted")
                 result = self.wait(task_id, started + self.timeout, poll_every)
             else:
-                label = f"generating with {body['model']}…"
+                label = f"{doing} with {body['model']}…"
                 with self._waiting(label) as spinner:
                     if spinner is None:
                         note(label)
-                    result = self._call("POST", "/openai/images/generations", body)
+                    result = send()
                 task_id = str(result.get("task_id", ""))
         except KeyboardInterrupt:
             if task_id:
@@ -266,6 +288,42 @@ class Client:
         if not task:
             raise ClientError(f"error: task {task_id} not found", 2)
         return task
+
+
+LINK_PREFIXES = ("http://", "https://", "data:", "/files/")
+
+
+def edit_request(body: dict[str, Any], images: list[str], mask: str | None) -> dict[str, Any]:
+    """``json`` when every input is a URL; else ``data`` and ``files`` of a multipart form
+    (a URL among files goes as a text image[] field, which the gateway fetches)."""
+    inputs = [*images, *([mask] if mask else [])]
+    if all(arg.startswith(LINK_PREFIXES) for arg in inputs):
+        payload: dict[str, Any] = {**body, "image": images}
+        if mask:
+            payload["mask"] = mask
+        return {"body": payload}
+    data: dict[str, Any] = {k: _form_text(v) for k, v in body.items()}
+    files: list[tuple[str, tuple[str, bytes]]] = []
+    links: list[str] = []
+    for arg, name in [*((i, "image[]") for i in images), *(((mask, "mask"),) if mask else ())]:
+        if arg.startswith(LINK_PREFIXES):
+            if name == "mask":
+                data["mask"] = arg
+            else:
+                links.append(arg)
+            continue
+        path = Path(arg)
+        try:
+            files.append((name, (path.name, path.read_bytes())))
+        except OSError as e:
+            raise ClientError(f"error: cannot read {arg}: {e.strerror or e}", 2) from None
+    if links:
+        data["image[]"] = links
+    return {"data": data, "files": files}
+
+
+def _form_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 class _Spinner:

@@ -1,4 +1,4 @@
-"""`imagegate serve | tokens ... | fake-upstream ...`"""
+"""`imagegate serve | worker | db | tokens | generate | edit | tasks | fake-upstream`"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from imagegate.cli.fake import fake_upstream
-from imagegate.cli.requests import generate, tasks_app
+from imagegate.cli.requests import edit, generate, tasks_app
 from imagegate.cli.tokens import DatabaseUrl, DataDir, tokens
 
 if TYPE_CHECKING:  # the server's imports wait until a server command runs: --help is quick
@@ -22,6 +22,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 app.add_typer(tokens, name="tokens")
 app.add_typer(tasks_app, name="tasks")
 app.command()(generate)
+app.command()(edit)
 app.command("fake-upstream")(fake_upstream)
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")

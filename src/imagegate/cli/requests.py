@@ -1,4 +1,5 @@
-"""`imagegate generate` and `imagegate tasks get`: the command-line client of a gateway.
+"""`imagegate generate`, `imagegate edit` and `imagegate tasks get`: the command-line client
+of a gateway.
 
 Only typer is imported at module level: `imagegate --help` must not pay for httpx or rich.
 Errors go to stderr with plain print, one line each, so a pipe or a log never sees an error
@@ -8,7 +9,7 @@ hard-wrapped at 80 columns.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -74,8 +75,6 @@ def generate(
         help="Seconds to wait for the images (with --async: for the task to finish)")] = 900.0,
 ) -> None:
     """Generate images and save them; prints each file's path and the task id."""
-    from imagegate.cli.api_client import Unsaved
-
     body: dict[str, Any] = {"model": model, "prompt": prompt}
     for key, value in (("size", size), ("n", n), ("quality", quality), ("style", style),
                        ("output_format", fmt), ("background", background),
@@ -85,9 +84,55 @@ def generate(
     if is_async:
         body["async"] = True
     client = _client(base_url, token, timeout)
+    _saving(client, lambda: client.generate(body, out))
+
+
+def edit(
+    images: Annotated[list[str], typer.Argument(
+        help="Images to edit (up to 16): files, or http(s), data: or this gateway's /files/ "
+             "URLs", show_default=False)],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="What to change",
+                                        show_default=False)],
+    mask: Annotated[str | None, typer.Option(
+        help="PNG whose transparent pixels mark what to edit (gpt-image, dall-e-3)")] = None,
+    model: Annotated[str, typer.Option(help="Model name")] = "nano-banana",
+    size: Annotated[str | None, typer.Option(help="WxH; nano-banana: the first image's "
+                                             "ratio when left out")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="How many images")] = None,
+    quality: Annotated[str | None, typer.Option(help="Quality, per model family")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="png, jpeg or webp")] = None,
+    background: Annotated[str | None, typer.Option(help="gpt-image: transparent…")] = None,
+    input_fidelity: Annotated[str | None, typer.Option(help="gpt-image: high or low")] = None,
+    response_format: Annotated[str | None, typer.Option(help="url or b64_json")] = None,
+    is_async: Annotated[bool, typer.Option("--async", help="Submit, then poll the task")
+                        ] = False,
+    out: Annotated[Path, typer.Option(help="Directory for the images")] = Path("."),
+    base_url: BaseUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the images (with --async: for the task to finish)")] = 900.0,
+) -> None:
+    """Edit images and save the results; prints each file's path and the task id."""
+    body: dict[str, Any] = {"model": model, "prompt": prompt}
+    for key, value in (("size", size), ("n", n), ("quality", quality), ("output_format", fmt),
+                       ("background", background), ("input_fidelity", input_fidelity),
+                       ("response_format", response_format)):
+        if value is not None:
+            body[key] = value
+    if is_async:
+        body["async"] = True
+    client = _client(base_url, token, timeout)
+    _saving(client, lambda: client.edit(body, images, mask, out))
+
+
+def _saving(client: Client, run: Callable[[], tuple[str, list[Path]]]) -> None:
+    """Run a request that saves images; print the paths and the task id, or say where the
+    images are when they were made but not saved."""
+    from imagegate.cli.api_client import Unsaved
+
     with _reporting(client):
         try:
-            task_id, paths = client.generate(body, out)
+            task_id, paths = run()
         except Unsaved as e:
             for path in e.saved:
                 print(path)
