@@ -16,6 +16,8 @@ FILES = {"playground.html": "text/html; charset=utf-8",
          "playground.js": "text/javascript; charset=utf-8",
          "family.js": "text/javascript; charset=utf-8",
          "snippets.js": "text/javascript; charset=utf-8",
+         "edit.js": "text/javascript; charset=utf-8",
+         "edit_snippets.js": "text/javascript; charset=utf-8",
          "run.js": "text/javascript; charset=utf-8"}
 
 
@@ -28,7 +30,8 @@ def _file(name: str) -> Response:
     return Response(_read(name), media_type=FILES[name],
                     headers={"Cache-Control": "no-cache",
                              "Content-Security-Policy": "default-src 'self'; img-src 'self' "
-                             "data: http: https:; connect-src 'self'; frame-ancestors 'none'"})
+                             "data: blob: http: https:; connect-src 'self'; "
+                             "frame-ancestors 'none'"})
 
 
 @router.get("/playground")

@@ -76,17 +76,19 @@ function tierMatches(tier, quality, size) {
 }
 
 // Same rule as ModelConfig.price_per_image: the most specific matching tier wins, ties go
-// to the later one. Quality and size fall back to the family's defaults, as the server does.
-export function pricePerImage(model, body) {
+// to the later one, and a tier naming the operation (edits) beats those that do not.
+// Quality and size fall back to the family's defaults, as the server does.
+export function pricePerImage(model, body, operation = "generations") {
   const fam = familyOf(model);
   const quality = body.quality || fam.defaults.quality;
   const size = body.size || fam.defaults.size;
   let best = model.price;
   let bestScore = -1;
   for (const tier of model.price_tiers || []) {
+    if (tier.operation != null && tier.operation !== operation) continue;
     if (!tierMatches(tier, quality, size)) continue;
     const sized = tier.size != null || tier.min_pixels != null || tier.max_pixels != null;
-    const score = (tier.quality != null ? 1 : 0) + (sized ? 1 : 0);
+    const score = (tier.quality != null ? 1 : 0) + (sized ? 1 : 0) + (tier.operation ? 10 : 0);
     if (score >= bestScore) { best = tier.price; bestScore = score; }
   }
   return best;
@@ -97,14 +99,15 @@ export function credits(value) {
 }
 
 export function priceRange(model) {
-  const prices = [model.price, ...(model.price_tiers || []).map((t) => t.price)];
+  const prices = [model.price, ...(model.price_tiers || []).filter((t) => !t.operation)
+    .map((t) => t.price)];
   const low = Math.min(...prices);
   const high = Math.max(...prices);
   return low === high ? credits(low) : `${credits(low)}–${credits(high)}`;
 }
 
-export function costText(model, body) {
-  const each = pricePerImage(model, body);
+export function costText(model, body, operation = "generations") {
+  const each = pricePerImage(model, body, operation);
   const n = body.n || 1;
   const total = credits(each * n);
   return n > 1 ? `Cost: ${credits(each)} × ${n} = ${total} credits` : `Cost: ${total} credits`;

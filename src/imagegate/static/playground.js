@@ -1,13 +1,16 @@
 // imagegate playground: the form, the models, the code panel. Plain ES modules, no build step.
 import { CUSTOM, PARAMS, costText, familyOf, priceRange, sizesOf } from "./family.js";
 import { code } from "./snippets.js";
-import { api, busy, cancel, errorText, showError, start } from "./run.js";
+import { api, busy, cancel, errorText, onEditResult, showError, start } from "./run.js";
+import { addUrl, describe, initEdit, problem, request } from "./edit.js";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "imagegate.token";
 const SIZE = /^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$/;
 let models = [];
 let lang = "python";
+
+const editing = () => $("mode-edit").checked;
 
 function currentModel() {
   return models.find((m) => m.id === $("model").value) || models[0];
@@ -23,8 +26,9 @@ function enable(param, on) {
   const box = document.querySelector(`[data-param="${param}"]`);
   box.classList.toggle("off", !on);
   box.querySelectorAll("input, select").forEach((el) => { el.disabled = !on; });
-  box.title = on ? "" : (param === "callback_url" ? "tick Asynchronous first"
-                                                   : "this model family ignores it");
+  box.title = on ? "" : ({ callback_url: "tick Asynchronous first",
+                           mask: "nano-banana models take no mask" }[param]
+                         || "this model family ignores it");
 }
 
 function applyFamily() {
@@ -34,6 +38,7 @@ function applyFamily() {
   const quality = fam.quality.length ? [["", `default (${fam.defaults.quality})`]] : [["", "default"]];
   setOptions($("quality"), quality.concat(fam.quality.map((q) => [q, q])));
   for (const param of PARAMS) enable(param, fam.fields.includes(param));
+  enable("mask", fam !== familyOf({ family: "nano-banana" }));  // Gemini takes no mask
   $("n").max = String(fam.nMax);
   if (Number($("n").value) > fam.nMax) $("n").value = String(fam.nMax);
   showCustomSize();
@@ -72,9 +77,17 @@ function payload() {
 function render() {
   const token = $("with-token").checked && $("token").value.trim() ? $("token").value.trim() : "{token}";
   const body = payload();
-  $("code").firstElementChild.textContent = code(lang, body, window.location.origin, token);
+  const edit = editing() ? describe() : null;
+  $("code").firstElementChild.textContent = code(lang, body, window.location.origin, token, edit);
   const model = currentModel();
-  $("cost").textContent = model && model.price != null ? costText(model, body) : "";
+  $("cost").textContent = model && model.price != null
+    ? costText(model, body, edit ? "edits" : "generations") : "";
+}
+
+function setMode() {
+  $("edit-inputs").hidden = !editing();
+  $("try").textContent = editing() ? "Try the edit" : "Try";
+  render();
 }
 
 async function loadModels() {
@@ -110,7 +123,25 @@ function submit(event) {
     return;
   }
   custom.removeAttribute("aria-invalid");
-  start(payload());
+  if (!editing()) {
+    start(payload());
+    return;
+  }
+  const wrong = problem();
+  if (wrong) {
+    showError(wrong);
+    $("drop").focus();
+    return;
+  }
+  start(payload(), request(payload()));
+}
+
+// an image on the page (a result) becomes the input of an edit
+function editThis(url) {
+  $("mode-edit").checked = true;
+  addUrl(url);
+  setMode();
+  $("urls").focus();
 }
 
 function selectTab(tab, focus) {
@@ -177,10 +208,14 @@ function init() {
     tab.addEventListener("keydown", tabKeys);
   });
   $("copy").addEventListener("click", copyCode);
+  document.querySelectorAll("input[name=mode]").forEach((el) => el.addEventListener("change", setMode));
+  initEdit(render);
+  onEditResult(editThis);
   // before the models load, show the seed's default model so the code panel is useful
   models = [{ id: "dall-e-3", family: "dalle", price: null, price_tiers: [] }];
   $("model").replaceChildren(new Option("dall-e-3", "dall-e-3"));
   applyFamily();
+  setMode();  // a reload may bring the radio back checked on Edit
   loadModels();
 }
 

@@ -9,12 +9,16 @@ const MAX_POLL_FAILURES = 8;
 const TRANSIENT = [0, 429, 500, 502, 503, 504];
 
 let current = null;
+let editResult = null;  // set by the page: what an image's Edit button does
+
+export function onEditResult(handler) { editResult = handler; }
 
 export const busy = () => current !== null;
 
 export async function api(path, options = {}) {
   const headers = { authorization: `Bearer ${$("token").value.trim()}`, ...(options.headers || {}) };
-  if (options.body) headers["content-type"] = "application/json";
+  // a FormData body (an edit with files) gets its multipart type and boundary from fetch
+  if (options.body && !(options.body instanceof FormData)) headers["content-type"] = "application/json";
   const response = await fetch(path, { ...options, headers });
   let body = null;
   try { body = await response.json(); } catch { body = null; }
@@ -113,6 +117,15 @@ function showImages(items, format) {
     link.textContent = "Download";
     link.setAttribute("aria-label", `Download image ${i + 1}`);
     cap.append(info, link);
+    if (item.url && editResult) {
+      const edit = document.createElement("button");
+      edit.type = "button";
+      edit.className = "ghost edit";
+      edit.textContent = "Edit";
+      edit.setAttribute("aria-label", `Edit image ${i + 1}`);
+      edit.addEventListener("click", () => editResult(item.url));
+      cap.append(edit);
+    }
     fig.append(img, cap);
     return fig;
   }));
@@ -183,8 +196,10 @@ async function poll(run, body) {
   }
 }
 
-export async function start(body) {
+// ``request``: where and what to send ({path, body}); a generation's JSON by default.
+export async function start(body, request = null) {
   if (current) return;  // Ctrl+Enter while waiting must not send (and bill) a second request
+  const target = request || { path: "/openai/images/generations", body: JSON.stringify(body) };
   const run = new Run();
   current = run;
   setBusy(true);
@@ -194,8 +209,8 @@ export async function start(body) {
   $("raw").textContent = "(waiting for the answer)";
   say("waiting for the gateway…", "waiting");
   try {
-    const result = await api("/openai/images/generations", { method: "POST",
-      signal: run.controller.signal, body: JSON.stringify(body) });
+    const result = await api(target.path, { method: "POST", signal: run.controller.signal,
+      body: target.body });
     if (run.cancelled) return;
     $("raw").textContent = JSON.stringify(result.body, null, 2);
     if (!result.ok) {

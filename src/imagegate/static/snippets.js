@@ -2,12 +2,14 @@
 // by tests/test_playground.py, so what a user copies is known to work. Async snippets poll
 // /openai/tasks until the task ends, because a bare task id is not what anyone wants.
 
+import { EDIT_WRITERS } from "./edit_snippets.js";
+
 export const LANGS = ["python", "openai", "curl", "js"];
 
 const SDK_PARAMS = ["model", "prompt", "n", "size", "quality", "style", "response_format",
                     "background", "output_format", "output_compression", "moderation"];
 
-function pyValue(v, indent) {
+export function pyValue(v, indent) {
   const pad = " ".repeat(indent);
   if (v === null) return "None";
   if (v === true) return "True";
@@ -20,17 +22,21 @@ function pyValue(v, indent) {
   return JSON.stringify(v);
 }
 
-const isAsync = (body) => Boolean(body.async || body.callback_url);
-const shell = (text) => `'${text.replace(/'/g, "'\\''")}'`;
+export const isAsync = (body) => Boolean(body.async || body.callback_url);
+export const shell = (text) => `'${text.replace(/'/g, "'\\''")}'`;
 
 function python(body, origin, token) {
-  const imports = isAsync(body) ? "import json\nimport time\n\n" : "";
-  const head = `${imports}import requests\n\n` +
+  const head = `${pythonImports(body)}import requests\n\n` +
     `url = "${origin}/openai/images/generations"\nheaders = {\n    "accept": "application/json",\n` +
     `    "authorization": "Bearer ${token}",\n    "content-type": "application/json",\n}\n` +
     `payload = ${pyValue(body, 0)}\n\nresponse = requests.post(url, json=payload, headers=headers)\n`;
-  if (!isAsync(body)) return head + `print(response.text)\n`;
-  return head + `response.raise_for_status()\ntask_id = response.json()["task_id"]\n` +
+  return head + pythonTail(body, origin);
+}
+
+// after `response = requests.post(...)`: print it, or poll the task it started
+export function pythonTail(body, origin) {
+  if (!isAsync(body)) return `print(response.text)\n`;
+  return `response.raise_for_status()\ntask_id = response.json()["task_id"]\n` +
     `print("task", task_id)\n\nwhile True:  # poll until the task ends\n` +
     `    task = requests.post("${origin}/openai/tasks", headers=headers,\n` +
     `                         json={"action": "retrieve", "id": task_id}).json()\n` +
@@ -38,18 +44,26 @@ function python(body, origin, token) {
     `        break\n    time.sleep(2)\nprint(json.dumps(task, indent=2))\n`;
 }
 
+export function pythonImports(body) {
+  return isAsync(body) ? "import json\nimport time\n\n" : "";
+}
+
 function openai(body, origin, token) {
   const args = SDK_PARAMS.filter((k) => k in body).map((k) => `    ${k}=${pyValue(body[k], 4)},`);
   const extra = Object.fromEntries(Object.entries(body).filter(([k]) => !SDK_PARAMS.includes(k)));
   if (Object.keys(extra).length) args.push(`    extra_body=${pyValue(extra, 4)},`);
-  const imports = isAsync(body) ? "import json\nimport time\n\nimport httpx\n" : "";
-  const head = `${imports}from openai import OpenAI\n\n` +
+  const head = `${openaiImports(body)}from openai import OpenAI\n\n` +
     `client = OpenAI(base_url="${origin}/v1", api_key="${token}")\n` +
     `result = client.images.generate(\n${args.join("\n")}\n)\n`;
+  return head + openaiTail(body, origin);
+}
+
+// after `result = client.images...(...)`: print the images, or poll the task
+export function openaiTail(body, origin) {
   if (!isAsync(body)) {
-    return head + `for image in result.data:\n    print(image.url or image.b64_json[:60] + "...")\n`;
+    return `for image in result.data:\n    print(image.url or image.b64_json[:60] + "...")\n`;
   }
-  return head + `task_id = result.task_id  # imagegate answers an async request with a task id\n` +
+  return `task_id = result.task_id  # imagegate answers an async request with a task id\n` +
     `print("task", task_id)\n\nwhile True:  # poll until the task ends\n` +
     `    task = httpx.post("${origin}/openai/tasks",\n` +
     `                      headers={"authorization": f"Bearer {client.api_key}"},\n` +
@@ -58,11 +72,20 @@ function openai(body, origin, token) {
     `        break\n    time.sleep(2)\nprint(json.dumps(task, indent=2))\n`;
 }
 
+export function openaiImports(body) {
+  return isAsync(body) ? "import json\nimport time\n\nimport httpx\n" : "";
+}
+
 function curl(body, origin, token) {
   const json = JSON.stringify(body, null, 2);
   const post = `curl -sS -X POST '${origin}/openai/images/generations' \\\n` +
     `  -H 'authorization: Bearer ${token}' \\\n  -H 'content-type: application/json' \\\n` +
     `  -d ${shell(json)}`;
+  return curlTail(body, post, origin, token);
+}
+
+// ``post`` is the submitting curl command: run it, or run it and poll the task
+export function curlTail(body, post, origin, token) {
   if (!isAsync(body)) return post + "\n";
   return `submitted=$(${post})\necho "$submitted"\n` +
     `task_id=$(printf '%s' "$submitted" | sed -n 's/.*"task_id": *"\\([^"]*\\)".*/\\1/p')\n` +
@@ -81,8 +104,13 @@ function js(body, origin, token) {
     `  "content-type": "application/json",\n};\n` +
     `const response = await fetch("${origin}/openai/images/generations", {\n` +
     `  method: "POST",\n  headers,\n  body: JSON.stringify(${json}),\n});\n`;
-  if (!isAsync(body)) return head + `console.log(JSON.stringify(await response.json(), null, 2));\n`;
-  return head + `const submitted = await response.json();\n` +
+  return head + jsTail(body, origin);
+}
+
+// after `const response = await fetch(...)` (and `headers` for JSON): print it, or poll
+export function jsTail(body, origin) {
+  if (!isAsync(body)) return `console.log(JSON.stringify(await response.json(), null, 2));\n`;
+  return `const submitted = await response.json();\n` +
     `if (!submitted.task_id) throw new Error(JSON.stringify(submitted));\n` +
     `console.log("task", submitted.task_id);\n\nlet task;\n` +
     `for (;;) {  // poll until the task ends\n` +
@@ -96,6 +124,8 @@ function js(body, origin, token) {
 
 const WRITERS = { python, openai, curl, js };
 
-export function code(which, body, origin, token) {
+// ``edit``: the edit mode's inputs ({files, urls, mask}); null for a generation
+export function code(which, body, origin, token, edit = null) {
+  if (edit) return EDIT_WRITERS[which](body, origin, token, edit);
   return WRITERS[which](body, origin, token);
 }
