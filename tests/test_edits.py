@@ -190,3 +190,39 @@ def test_edit_prices_come_from_edit_tiers(gw: GatewayServer, cred: tuple[str, st
     assert other.headers["x-credits-charged"] == "0.011"
     listed = httpx.get(gw.url + "/v1/models/nano-banana", headers=auth).json()
     assert listed["price_tiers"] == [{"operation": "edits", "price": EDIT_PRICE}]
+
+
+def test_indexed_image_fields_and_a_url_among_files(gw: GatewayServer, sdk: openai.OpenAI,
+                                                    cred: tuple[str, str]) -> None:
+    """Some clients number their parts (image[0], image[1]); a text image[] is a URL."""
+    made = sdk.images.edit(model="nano-banana", image=("g.png", picture(GREEN)), prompt="x")
+    assert made.data is not None and made.data[0].url
+    r = httpx.post(gw.url + EDITS, headers={"authorization": f"Bearer {cred[0]}"}, timeout=60,
+                   data={"model": "gpt-image-2", "prompt": "three", "image[]": made.data[0].url,
+                         "size": "1024x1024"},
+                   files=[("image[0]", ("a.png", picture(RED))),
+                          ("image[1]", ("b.png", picture(BLUE)))])
+    assert r.status_code == 200, r.text
+    task = httpx.get(f"{gw.url}/v1/tasks/{r.json()['task_id']}",
+                     headers={"authorization": f"Bearer {cred[0]}"}).json()
+    assert len(task["request"]["inputs"]["images"]) == 3
+    image = image_of(r.json()["data"][0])
+    assert near(image.getpixel((512, 300)), GREEN)  # the URL came first in the form
+
+
+def test_idempotent_edit_is_answered_once_and_charged_once(gw: GatewayServer,
+                                                          cred: tuple[str, str]) -> None:
+    headers = {"authorization": f"Bearer {cred[0]}", "idempotency-key": f"edit-{time.time()}"}
+
+    def send(colour: tuple[int, int, int]) -> httpx.Response:
+        return httpx.post(gw.url + EDITS, headers=headers, timeout=60,
+                          data={"model": "nano-banana", "prompt": "once"},
+                          files={"image": ("a.png", picture(colour))})
+
+    first, again = send(RED), send(RED)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json()["task_id"] == first.json()["task_id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-credits-charged"] == "0"
+    other = send(BLUE)  # the same key with other image bytes is another request
+    assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"

@@ -10,6 +10,7 @@ never held whole in memory. A text ``image`` value is taken as a URL, as in JSON
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from imagegate.core.errors import BadRequest, RequestTooLarge, UnsupportedMediaT
 from imagegate.core.routing.params import json_type
 from imagegate.settings import Settings
 
-IMAGE_FIELDS = ("image", "image[]")
+# image, image[] (brackets, the SDKs' way), image[0]... (indices, as some clients send)
+IMAGE_FIELD = re.compile(r"^image(\[\d*\])?$")
 MAX_FILES = 2 * MAX_IMAGES  # spools opened before the count is checked (and refused)
 MAX_FIELDS = 64
 
@@ -94,12 +96,12 @@ async def _multipart(request: Request, settings: Settings) -> EditForm:
     for name, value in data.multi_items():
         if isinstance(value, UploadFile):
             form.files.append(value)
-            if name in IMAGE_FIELDS or name == "mask":
+            if IMAGE_FIELD.match(name) or name == "mask":
                 _add(form, Upload(name, value.filename, value.file, value.size or 0))
             elif name in ("prompt", "model"):
                 raise BadRequest(f"{name} must be a text field, not a file")
             continue  # an unknown file is ignored, like an unknown field
-        if name in IMAGE_FIELDS or name == "mask":
+        if IMAGE_FIELD.match(name) or name == "mask":
             _add(form, Link(name, value))
         else:
             text[name] = value
