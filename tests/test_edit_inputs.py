@@ -99,6 +99,10 @@ CASES: dict[str, tuple[Send, int, str]] = {
         "mask ('m.png') is 200x200; it must have the first image's dimensions, 384x256"),
     "mask without alpha": (multipart(("image", "a.png", PNG), ("mask", "m.png", PNG)), 400,
                            "mask ('m.png') has no alpha channel"),
+    "two masks": (multipart(("image", "a.png", PNG), ("mask", "m.png", mask()),
+                            ("mask", "n.png", mask())), 400, "mask was given twice"),
+    "prompt as a file": (multipart(("image", "a.png", PNG), ("prompt", "p.txt", b"x")), 400,
+                         "prompt must be a text field, not a file"),
     "mask on nano-banana": (
         multipart(("image", "a.png", PNG), ("mask", "m.png", mask()), model="nano-banana"),
         400, "mask is not supported by nano-banana"),

@@ -91,24 +91,24 @@ async def _multipart(request: Request, settings: Settings) -> EditForm:
         data = await parser.parse()
     except MultiPartException as e:
         raise BadRequest(f"the multipart form cannot be read: {e.message}") from None
-    form = EditForm(body={})
-    text: dict[str, str] = {}
-    for name, value in data.multi_items():
-        if isinstance(value, UploadFile):
-            form.files.append(value)
-            if IMAGE_FIELD.match(name) or name == "mask":
-                _add(form, Upload(name, value.filename, value.file, value.size or 0))
-            elif name in ("prompt", "model"):
-                raise BadRequest(f"{name} must be a text field, not a file")
-            continue  # an unknown file is ignored, like an unknown field
-        if IMAGE_FIELD.match(name) or name == "mask":
-            _add(form, Link(name, value))
-        else:
-            text[name] = value
+    form = EditForm(body={}, files=[v for _, v in data.multi_items()
+                                    if isinstance(v, UploadFile)])
     try:
+        text: dict[str, str] = {}
+        for name, value in data.multi_items():
+            if isinstance(value, UploadFile):
+                if IMAGE_FIELD.match(name) or name == "mask":
+                    _add(form, Upload(name, value.filename, value.file, value.size or 0))
+                elif name in ("prompt", "model"):
+                    raise BadRequest(f"{name} must be a text field, not a file")
+                # an unknown file is ignored, like an unknown field
+            elif IMAGE_FIELD.match(name) or name == "mask":
+                _add(form, Link(name, value))
+            else:
+                text[name] = value
         form.body = form_fields(text)
     except BaseException:
-        await form.close()
+        await form.close()  # the spooled files go at once, not when collected
         raise
     return form
 
