@@ -185,3 +185,21 @@ def test_edit_code_runs_against_the_server(page: Page, server: GatewayServer, tm
     assert "/files/gpt-image/" in out.stdout, out.stdout
     if form.endswith("async"):
         assert re.search(r'"status": ?"succeeded"', out.stdout), out.stdout
+
+
+def test_edit_mode_at_phone_width(browser: Browser, server: GatewayServer) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                  has_touch=True)
+    page = open_playground(context, server)
+    try:
+        page.check("#mode-edit")
+        choose(page, ("red.png", PNG), ("a-rather-long-file-name-for-a-phone.png", PNG))
+        page.fill("#urls", "https://example.com/a/very/long/path/to/an/image/to/edit.png")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0
+        page.click("#try")
+        expect(page.locator("#status")).to_contain_text("failed (HTTP 400)", timeout=30000)
+        expect(page.locator("#error")).to_contain_text("example.com")  # not ours to fetch
+    finally:
+        snapshot(page, "playground-edit-phone")
+        context.close()
