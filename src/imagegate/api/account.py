@@ -10,6 +10,7 @@ from limits import parse
 from imagegate.api.deps import credential, gateway
 from imagegate.core.accounts import manage as accounts
 from imagegate.core.errors import NoApi
+from imagegate.core.text import shown
 from imagegate.db.models import Credential
 
 router = APIRouter()
@@ -28,7 +29,7 @@ async def self_service(request: Request) -> Response:
     gw = gateway(request)
     settings = gw.settings
     if not settings.self_service:
-        raise NoApi(f"no API at {request.url.path}")
+        raise NoApi(f"no API at {shown(request.url.path)}")
     address = request.client.host if request.client else "unknown"
     await gw.limiter.hit_item("ip", address, parse(settings.self_service_limit),
                               settings.self_service_limit.replace("/", " per "))

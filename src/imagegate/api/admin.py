@@ -13,6 +13,7 @@ from imagegate.api.body import read_json_object
 from imagegate.api.deps import gateway
 from imagegate.core.accounts import manage as accounts
 from imagegate.core.errors import BadRequest, InvalidToken, NoApi
+from imagegate.core.text import shown
 
 router = APIRouter(prefix="/admin")
 
@@ -24,7 +25,7 @@ def _json(body: Any, status: int = 200) -> Response:
 async def admin(request: Request) -> None:
     key = gateway(request).settings.admin_key
     if not key:
-        raise NoApi(f"no API at {request.url.path}")
+        raise NoApi(f"no API at {shown(request.url.path)}")
     header = request.headers.get("authorization", "")
     given = header[7:].strip() if header.lower().startswith("bearer ") else (
         request.headers.get("x-admin-key", ""))
@@ -39,7 +40,7 @@ CHANGE_FIELDS = ("name", "application", "scopes", "expires_at", "rate_limits", "
 def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; accepted: {', '.join(allowed)}")
+        raise BadRequest(f"unknown field {shown(unknown[0])}; accepted: {', '.join(allowed)}")
 
 
 def _bool(value: Any, field: str) -> bool:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from imagegate.core.errors import NoApi
+from imagegate.core.text import shown
 
 router = APIRouter()
 FILES = {"playground.html": "text/html; charset=utf-8",
@@ -39,5 +40,5 @@ async def page() -> Response:
 @router.get("/playground/{name}")
 async def asset(name: str) -> Response:
     if name not in FILES:
-        raise NoApi(f"no file {name!r}")
+        raise NoApi(f"no file {shown(name)}")
     return _file(name)

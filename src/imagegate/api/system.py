@@ -14,6 +14,7 @@ from imagegate.api.deps import credential, gateway
 from imagegate.core import metrics
 from imagegate.core.errors import InvalidToken, NoApi
 from imagegate.core.gateway import Gateway
+from imagegate.core.text import shown
 from imagegate.db.models import Credential
 from imagegate.storage.store import content_type_for
 
@@ -37,7 +38,7 @@ async def model(name: str, request: Request, _: Credential = Depends(credential)
     """One model, as the OpenAI SDK's ``models.retrieve`` expects."""
     gw = gateway(request)
     if name not in gw.registry.models:
-        raise NoApi(f"no model {name!r}; available: {', '.join(gw.registry.models)}")
+        raise NoApi(f"no model {shown(name)}; available: {', '.join(gw.registry.models)}")
     return _json(_model(gw, name))
 
 
@@ -64,12 +65,12 @@ async def files(key: str, request: Request) -> Response:
     if request.method == "HEAD":
         size = await store.size(key)
         if size is None:
-            raise NoApi(f"no file {key!r}")
+            raise NoApi(f"no file {shown(key)}")
         return Response(media_type=content_type_for(key), headers={
             "Cache-Control": IMMUTABLE, "Content-Length": str(size)})
     found = await store.stream(key)
     if found is None:
-        raise NoApi(f"no file {key!r}")
+        raise NoApi(f"no file {shown(key)}")
     size, chunks = found
     return StreamingResponse(chunks, media_type=content_type_for(key), headers={
         "Cache-Control": IMMUTABLE, "Content-Length": str(size),

@@ -12,6 +12,7 @@ from imagegate.api.body import read_json_object
 from imagegate.api.deps import gateway, polling_credential
 from imagegate.core.errors import BadRequest
 from imagegate.core.tasks.queries import TaskQueries
+from imagegate.core.text import shown
 from imagegate.db.models import Credential
 
 router = APIRouter()
@@ -22,7 +23,8 @@ def _json(body: Any) -> Response:
 
 
 def _queries(request: Request) -> TaskQueries:
-    return TaskQueries(gateway(request).sessions)
+    gw = gateway(request)
+    return TaskQueries(gw.sessions, gw.settings.task_query_max_bytes)
 
 
 @router.post("/openai/tasks")
@@ -36,7 +38,7 @@ async def tasks(request: Request, cred: Credential = Depends(polling_credential)
         return _json(await _queries(request).get(cred.id, task_id, trace_id))
     if action == "retrieve_batch":
         return _json(await _queries(request).batch(cred.id, body))
-    raise BadRequest(f"action must be retrieve or retrieve_batch; got {action!r}")
+    raise BadRequest(f"action must be retrieve or retrieve_batch; got {shown(action)}")
 
 
 @router.get("/v1/tasks/{task_id}")
