@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from imagegate import __version__
 from imagegate.api import account, admin, errors, generations, playground, system, tasks
+from imagegate.api.connections import http_protocol, raise_open_file_limit
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
 from imagegate.core.gateway import Gateway
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   redirect_slashes=False, **_telemetry(settings))
-    app.add_middleware(RequestMiddleware)
+    app.add_middleware(RequestMiddleware, body_timeout=settings.body_timeout)
     errors.install(app)
     app.include_router(generations.router)
     app.include_router(system.router)
@@ -100,8 +101,11 @@ def run(app: FastAPI, settings: Settings, **uvicorn_options: Any) -> None:
         if (n := node()) is not None:
             n.deadline()
 
+    raise_open_file_limit()
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False,
                             timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+                            timeout_keep_alive=math.ceil(settings.keep_alive_timeout),
+                            http=http_protocol(settings.header_timeout),
                             forwarded_allow_ips=settings.forwarded_allow_ips, **uvicorn_options)
     Server(config, signalled, deadline, settings.shutdown_grace).run()
