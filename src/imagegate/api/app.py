@@ -13,7 +13,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from imagegate import __version__
-from imagegate.api import account, admin, errors, generations, playground, system, tasks
+from imagegate.api import (
+    account,
+    admin,
+    errors,
+    generations,
+    openapi,
+    playground,
+    system,
+    tasks,
+)
 from imagegate.api.connections import http_protocol, raise_open_file_limit
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
@@ -75,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await node.close()
 
     app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  docs_url=None, redoc_url=None, openapi_url=None,  # api/openapi.py serves them
                   redirect_slashes=False, **_telemetry(settings))
     app.add_middleware(RequestMiddleware, body_timeout=settings.body_timeout)
     errors.install(app)
@@ -85,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(account.router)
     app.include_router(playground.router)
+    app.include_router(openapi.router)
     return app
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from imagegate.core.errors import NoApi
 from imagegate.core.text import shown
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # a page, not the API
 FILES = {"playground.html": "text/html; charset=utf-8",
          "playground.css": "text/css; charset=utf-8",
          "playground.js": "text/javascript; charset=utf-8",
