@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from imagegate.testing import FakeGemini, FakeOpenAI, Fault
 from tests.support import db
@@ -114,6 +115,10 @@ def test_a_gemini_model_behind_an_openai_channel(gw: GatewayServer, token: str, 
     _images(r, 2)
     assert [(q.json["n"], q.json["model"]) for q in openai.requests] == [
         (1, "gemini-2.5-flash-image")] * 2
+    sdk = OpenAI(base_url=gw.url + "/v1", api_key=token, max_retries=0)
+    images = sdk.images.generate(model="nano-banana-relay", prompt="plums", n=3)
+    assert len(images.data) == 3 and all(i.url for i in images.data)
+    assert len(openai.requests) == 2 + 3
     # what the same channel does without fan_out: the relay passes Google's refusal on
     r = post(gw, token, {"model": "nano-banana-relay-batched", "prompt": "plums", "n": 2})
     assert "Multiple candidates is not enabled" in error_of(r, 400, "bad_request")
