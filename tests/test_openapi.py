@@ -52,7 +52,7 @@ schema = schemathesis.openapi.from_dict(_document())
 
 
 @schema.parametrize()
-@settings(max_examples=10, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_the_api_answers_as_documented(case: schemathesis.Case, gw: GatewayServer,
                                        token: str) -> None:
