@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     sandbox: bool = False
     sandbox_latency: float = 0.0
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=200)  # nesting of a JSON request body
+    header_timeout: float = Field(default=10.0, gt=0)  # seconds for a request's head to arrive
+    body_timeout: float = Field(default=60.0, gt=0)  # seconds for its whole body to arrive
+    keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle kept-alive connection's
+    task_query_max_bytes: int = Field(default=4 * 1024 * 1024, ge=65536)  # one batch answer
     sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task
     # image edits: what one request may bring (SPEC section 7)
     edit_max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # each input image
@@ -49,7 +54,8 @@ class Settings(BaseSettings):
     callback_timeout: float = Field(default=10.0, gt=0)
     callback_base_delay: float = Field(default=1.0, gt=0)
     callback_max_delay: float = Field(default=3600.0, gt=0)
-    callback_max_attempts: int = Field(default=12, ge=1)
+    # 1 s doubling reaches the 1 h cap after 12 retries; three more at the cap: ~4 h in all
+    callback_max_attempts: int = Field(default=16, ge=1)
     default_concurrency: int = Field(default=10, ge=1)  # in-flight generations per credential
     max_queued: int = Field(default=1000, ge=1)  # queued async tasks per credential
     retry_backoff_base: float = Field(default=0.5, gt=0)  # upstream retries: base of doubling

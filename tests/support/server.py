@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,8 +37,10 @@ class GatewayServer:
     """One gateway process. ``start()`` returns once /healthz answers."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, open_files: int | None = None) -> None:
+        """``open_files``: the soft limit on open files the process starts with."""
         self.data_dir = data_dir
+        self.open_files = open_files
         self.args = list(args)
         # generous request rates unless a test is about them
         self.env = {"IMAGEGATE_LOG_JSON": "true", "IMAGEGATE_DEFAULT_RPS": "100000",
@@ -57,7 +60,7 @@ class GatewayServer:
             [sys.executable, "-m", "imagegate", "serve", "--port", str(self.port),
              "--data-dir", str(self.data_dir), *self.args],
             stdout=log, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env}, preexec_fn=self._limits if self.open_files else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -71,6 +74,10 @@ class GatewayServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway did not start in {timeout}s:\n{self.log()}")
+
+    def _limits(self) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, hard))
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

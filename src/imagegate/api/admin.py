@@ -11,10 +11,20 @@ from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import gateway
+from imagegate.api.openapi import JSON_BODY, doc
 from imagegate.core.accounts import manage as accounts
 from imagegate.core.errors import BadRequest, InvalidToken, NoApi
+from imagegate.core.text import shown
 
 router = APIRouter(prefix="/admin")
+
+
+def _doc(summary: str, ok: str, body: str | None = None, status: int = 200) -> dict[str, Any]:
+    """Every admin route: the admin key; 404 for no such credential (or no admin API)."""
+    errors = (400, 401, 404, *(JSON_BODY if body else ()))
+    return {"dependencies": [Depends(admin)], **doc(summary, "admin", ok=ok, body=body,
+                                                    status=status, errors=errors,
+                                                    auth="adminKey")}
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -24,7 +34,7 @@ def _json(body: Any, status: int = 200) -> Response:
 async def admin(request: Request) -> None:
     key = gateway(request).settings.admin_key
     if not key:
-        raise NoApi(f"no API at {request.url.path}")
+        raise NoApi(f"no API at {shown(request.url.path)}")
     header = request.headers.get("authorization", "")
     given = header[7:].strip() if header.lower().startswith("bearer ") else (
         request.headers.get("x-admin-key", ""))
@@ -39,7 +49,7 @@ CHANGE_FIELDS = ("name", "application", "scopes", "expires_at", "rate_limits", "
 def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; accepted: {', '.join(allowed)}")
+        raise BadRequest(f"unknown field {shown(unknown[0])}; accepted: {', '.join(allowed)}")
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -55,7 +65,8 @@ def _given(body: dict[str, Any], field: str) -> Any:
     return body.get(field)
 
 
-@router.post("/credentials", dependencies=[Depends(admin)])
+@router.post("/credentials",
+             **_doc("Create a credential", "IssuedCredential", "NewCredential", 201))
 async def create(request: Request) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
@@ -71,7 +82,7 @@ async def create(request: Request) -> Response:
                   "webhook_secret": cred.webhook_secret}, 201)
 
 
-@router.get("/credentials", dependencies=[Depends(admin)])
+@router.get("/credentials", **_doc("List credentials", "CredentialList"))
 async def listing(request: Request) -> Response:
     """Deleted credentials only with ``?include_deleted=true`` (their usage stays readable)."""
     deleted = request.query_params.get("include_deleted", "").lower() in ("1", "true", "yes")
@@ -80,13 +91,14 @@ async def listing(request: Request) -> Response:
     return _json({"items": [accounts.describe(c) for c in creds], "count": len(creds)})
 
 
-@router.get("/credentials/{credential_id}", dependencies=[Depends(admin)])
+@router.get("/credentials/{credential_id}", **_doc("One credential", "Credential"))
 async def one(credential_id: str, request: Request) -> Response:
     async with gateway(request).sessions() as session:
         return _json(accounts.describe(await accounts.get(session, credential_id)))
 
 
-@router.patch("/credentials/{credential_id}", dependencies=[Depends(admin)])
+@router.patch("/credentials/{credential_id}",
+              **_doc("Change a credential", "Credential", "CredentialChange"))
 async def change(credential_id: str, request: Request) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
@@ -111,17 +123,18 @@ async def _changed(request: Request, credential_id: str, **values: Any) -> Respo
     return _json(described)
 
 
-@router.post("/credentials/{credential_id}/disable", dependencies=[Depends(admin)])
+@router.post("/credentials/{credential_id}/disable", **_doc("Disable", "Credential"))
 async def disable(credential_id: str, request: Request) -> Response:
     return await _changed(request, credential_id, disabled=True)
 
 
-@router.post("/credentials/{credential_id}/enable", dependencies=[Depends(admin)])
+@router.post("/credentials/{credential_id}/enable", **_doc("Enable", "Credential"))
 async def enable(credential_id: str, request: Request) -> Response:
     return await _changed(request, credential_id, disabled=False)
 
 
-@router.post("/credentials/{credential_id}/topup", dependencies=[Depends(admin)])
+@router.post("/credentials/{credential_id}/topup",
+             **_doc("Add credits", "Credential", "TopUp"))
 async def topup(credential_id: str, request: Request) -> Response:
     gw = gateway(request)
     body = await read_json_object(request, gw.settings.max_body_bytes)
@@ -134,7 +147,7 @@ async def topup(credential_id: str, request: Request) -> Response:
     return _json(described)
 
 
-@router.delete("/credentials/{credential_id}", dependencies=[Depends(admin)])
+@router.delete("/credentials/{credential_id}", **_doc("Delete (soft)", "Deleted"))
 async def remove(credential_id: str, request: Request) -> Response:
     gw = gateway(request)
     async with gw.sessions.begin() as session:
@@ -143,7 +156,7 @@ async def remove(credential_id: str, request: Request) -> Response:
     return _json({"deleted": credential_id})
 
 
-@router.get("/credentials/{credential_id}/usage", dependencies=[Depends(admin)])
+@router.get("/credentials/{credential_id}/usage", **_doc("Usage and ledger", "Usage"))
 async def usage(credential_id: str, request: Request) -> Response:
     async with gateway(request).sessions() as session:
         await accounts.get(session, credential_id, include_deleted=True)

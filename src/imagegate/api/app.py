@@ -13,7 +13,18 @@ import uvicorn
 from fastapi import FastAPI
 
 from imagegate import __version__
-from imagegate.api import account, admin, edits, errors, generations, playground, system, tasks
+from imagegate.api import (
+    account,
+    admin,
+    edits,
+    errors,
+    generations,
+    openapi,
+    playground,
+    system,
+    tasks,
+)
+from imagegate.api.connections import http_protocol, raise_open_file_limit
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
 from imagegate.core.gateway import Gateway
@@ -74,9 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await node.close()
 
     app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  docs_url=None, redoc_url=None, openapi_url=None,  # api/openapi.py serves them
                   redirect_slashes=False, **_telemetry(settings))
-    app.add_middleware(RequestMiddleware)
+    app.add_middleware(RequestMiddleware, body_timeout=settings.body_timeout)
     errors.install(app)
     app.include_router(generations.router)
     app.include_router(edits.router)
@@ -85,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(account.router)
     app.include_router(playground.router)
+    app.include_router(openapi.router)
     return app
 
 
@@ -101,8 +113,11 @@ def run(app: FastAPI, settings: Settings, **uvicorn_options: Any) -> None:
         if (n := node()) is not None:
             n.deadline()
 
+    raise_open_file_limit()
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False,
                             timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
+                            timeout_keep_alive=math.ceil(settings.keep_alive_timeout),
+                            http=http_protocol(settings.header_timeout),
                             forwarded_allow_ips=settings.forwarded_allow_ips, **uvicorn_options)
     Server(config, signalled, deadline, settings.shutdown_grace).run()

@@ -8,15 +8,27 @@ from fastapi.responses import Response
 from imagegate.api.deps import credential, gateway
 from imagegate.api.edit_form import read_edit
 from imagegate.api.generations import _accepted, _done  # one answer shape for both
+from imagegate.api.openapi import AUTH, JSON_BODY, doc
 from imagegate.core.generation import Job
 from imagegate.core.routing.params import is_trace_id
 from imagegate.core.tasks.idempotency import Idempotency, Replay
 
 router = APIRouter()
+DOC = doc(
+    "Edit images", "images", auth="token",
+    body={"multipart/form-data": "EditMultipart", "application/json": "EditJson"},
+    ok={"anyOf": [{"$ref": "#/components/schemas/GenerationResult"},
+                  {"$ref": "#/components/schemas/GenerationAccepted"}]},
+    errors=(*AUTH, *JSON_BODY, 409, 504),
+    headers={"X-Credits-Charged": {"description": "credits this request cost",
+                                   "schema": {"type": "string"}}},
+    description="SPEC section 7: one to 16 images (and a mask for the gpt-image models and "
+    "dall-e-3) as multipart files or as URLs in JSON, with a generation's fields. Every "
+    "input problem is a 400 naming the image, before anything is charged.")
 
 
-@router.post("/openai/images/edits")
-@router.post("/v1/images/edits")
+@router.post("/openai/images/edits", **DOC)
+@router.post("/v1/images/edits", **DOC)
 async def edits(request: Request) -> Response:
     cred = await credential(request)
     gw = gateway(request)

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagegate.core.errors import ApiError
+from imagegate.core.text import cut, shown
 
 log = structlog.get_logger("imagegate.api")
 
@@ -22,7 +23,7 @@ def trace_id_of(request: Request) -> str:
 
 def error_response(status: int, code: str, message: str, trace_id: str,
                    headers: dict[str, str] | None = None) -> Response:
-    body: dict[str, Any] = {"success": False, "error": {"code": code, "message": message},
+    body: dict[str, Any] = {"success": False, "error": {"code": code, "message": cut(message)},
                             "trace_id": trace_id}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json",
                     headers=headers)
@@ -37,14 +38,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return error_response(404, "no_api", f"no API at {request.url.path}",
+            return error_response(404, "no_api", f"no API at {shown(request.url.path)}",
                                   trace_id_of(request))
         if exc.status_code == 405:
             return error_response(405, "no_api",
-                                  f"{request.method} is not supported on {request.url.path}",
+                                  f"{request.method} is not supported on {shown(request.url.path)}",
                                   trace_id_of(request), {"Allow": exc.headers.get("Allow", "")}
                                   if exc.headers else None)
-        return error_response(exc.status_code, "bad_request", str(exc.detail),
+        return error_response(exc.status_code, "bad_request", cut(str(exc.detail)),
                               trace_id_of(request))
 
     @app.exception_handler(RequestValidationError)

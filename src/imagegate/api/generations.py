@@ -8,16 +8,28 @@ from fastapi.responses import Response
 
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import credential, gateway
+from imagegate.api.openapi import AUTH, JSON_BODY, doc
 from imagegate.core.accounts.money import format_credits
 from imagegate.core.generation import Job
 from imagegate.core.routing.params import is_trace_id
 from imagegate.core.tasks.idempotency import Idempotency, Replay
 
 router = APIRouter()
+DOC = doc(
+    "Generate images", "images", body="GenerationRequest", auth="token",
+    ok={"anyOf": [{"$ref": "#/components/schemas/GenerationResult"},
+                  {"$ref": "#/components/schemas/GenerationAccepted"}]},
+    errors=(*AUTH, *JSON_BODY, 409, 504),
+    headers={"X-Credits-Charged": {"description": "credits this request cost",
+                                   "schema": {"type": "string"}}},
+    description="The request's fields depend on the model's family (dalle, gpt-image, "
+    "nano-banana); unknown fields are ignored. With `async: true` or a `callback_url` the "
+    "answer is the queued task's id. `Idempotency-Key: <key>` makes a retry within 24 h "
+    "return the first answer, uncharged.")
 
 
-@router.post("/openai/images/generations")
-@router.post("/v1/images/generations")
+@router.post("/openai/images/generations", **DOC)
+@router.post("/v1/images/generations", **DOC)
 async def generations(request: Request) -> Response:
     # the credential is looked up here, not with Depends: FastAPI's dependency solving
     # costs more than the lookup on the path every image takes

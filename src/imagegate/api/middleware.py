@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import orjson
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagegate.core import metrics
+from imagegate.core.errors import RequestTimeout
 
 log = structlog.get_logger("imagegate.api")
 QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 NOTHING_CHARGED = (b"x-credits-charged", b"0")
+DISCONNECTED = 499  # the status nginx logs for a client that went away mid-request
+WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RequestMiddleware:
     """Gives every request a trace_id (a handler may replace it with the client's), returns it
-    as X-Trace-Id, counts and times the request, and logs one line for it."""
+    as X-Trace-Id, counts and times the request, and logs one line for it. A request body
+    must arrive within ``body_timeout`` seconds of the request's start."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, body_timeout: float = 60.0) -> None:
         self.app = app
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,8 +52,15 @@ class RequestMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        if scope.get("method") in WITH_BODY:
+            receive = self._in_time(receive, started)
         try:
             await self.app(scope, receive, send_with_trace)
+        except ClientDisconnect:
+            # the client's doing (it closed the connection before its body was sent): no
+            # one is left to answer, and nothing here failed
+            status = DISCONNECTED
+            log.info("client_disconnected", trace_id=state["trace_id"], path=scope.get("path"))
         except Exception:
             # The log gets the stack trace; the client gets the SPEC body and the trace_id.
             log.exception("internal_error", trace_id=state["trace_id"], path=scope.get("path"))
@@ -55,6 +69,30 @@ class RequestMiddleware:
             await _internal_error(send_with_trace, state["trace_id"])
         finally:
             self._observe(scope, state, status, time.perf_counter() - started)
+
+    def _in_time(self, receive: Receive, started: float) -> Receive:
+        """``receive``, refusing to wait for the body past its deadline (after the body,
+        waiting for the client to disconnect is not bounded)."""
+        deadline = started + self.body_timeout
+        body_done = False
+
+        async def receive_in_time() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                    message = await receive()
+            except TimeoutError:
+                body_done = True
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.body_timeout:g}s",
+                    headers={"Connection": "close"}) from None
+            if message["type"] != "http.request" or not message.get("more_body"):
+                body_done = True
+            return message
+
+        return receive_in_time
 
     @staticmethod
     def _observe(scope: Scope, state: dict[str, object], status: int, seconds: float) -> None:

@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from imagegate.core.errors import NoApi
+from imagegate.core.text import shown
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # a page, not the API
 FILES = {"playground.html": "text/html; charset=utf-8",
          "playground.css": "text/css; charset=utf-8",
          "playground.js": "text/javascript; charset=utf-8",
@@ -42,5 +43,5 @@ async def page() -> Response:
 @router.get("/playground/{name}")
 async def asset(name: str) -> Response:
     if name not in FILES:
-        raise NoApi(f"no file {name!r}")
+        raise NoApi(f"no file {shown(name)}")
     return _file(name)

@@ -11,9 +11,11 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from imagegate.api.deps import credential, gateway
+from imagegate.api.openapi import AUTH, doc
 from imagegate.core import metrics
 from imagegate.core.errors import InvalidToken, NoApi
 from imagegate.core.gateway import Gateway
+from imagegate.core.text import shown
 from imagegate.db.models import Credential
 from imagegate.storage.store import content_type_for
 
@@ -25,19 +27,21 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", **doc("The models served here", "models", ok="ModelList",
+                                 auth="token", errors=AUTH))
 async def models(request: Request, _: Credential = Depends(credential)) -> Response:
     gw = gateway(request)
     return _json({"object": "list",
                   "data": [_model(gw, name) for name in gw.registry.models]})
 
 
-@router.get("/v1/models/{name}")
+@router.get("/v1/models/{name}", **doc("One model", "models", ok="Model", auth="token",
+                                        errors=(*AUTH, 404)))
 async def model(name: str, request: Request, _: Credential = Depends(credential)) -> Response:
     """One model, as the OpenAI SDK's ``models.retrieve`` expects."""
     gw = gateway(request)
     if name not in gw.registry.models:
-        raise NoApi(f"no model {name!r}; available: {', '.join(gw.registry.models)}")
+        raise NoApi(f"no model {shown(name)}; available: {', '.join(gw.registry.models)}")
     return _json(_model(gw, name))
 
 
@@ -54,7 +58,9 @@ def _model(gw: Gateway, name: str) -> dict[str, Any]:
     }
 
 
-@router.api_route("/files/{key:path}", methods=["GET", "HEAD"])
+@router.api_route("/files/{key:path}", methods=["GET", "HEAD"], **doc(
+    "A hosted image (immutable)", "files", media="image/*", errors=(404,),
+    ok={"type": "string", "format": "binary"}))
 async def files(key: str, request: Request) -> Response:
     store = gateway(request).store
     path = store.local_path(key)
@@ -64,19 +70,21 @@ async def files(key: str, request: Request) -> Response:
     if request.method == "HEAD":
         size = await store.size(key)
         if size is None:
-            raise NoApi(f"no file {key!r}")
+            raise NoApi(f"no file {shown(key)}")
         return Response(media_type=content_type_for(key), headers={
             "Cache-Control": IMMUTABLE, "Content-Length": str(size)})
     found = await store.stream(key)
     if found is None:
-        raise NoApi(f"no file {key!r}")
+        raise NoApi(f"no file {shown(key)}")
     size, chunks = found
     return StreamingResponse(chunks, media_type=content_type_for(key), headers={
         "Cache-Control": IMMUTABLE, "Content-Length": str(size),
     })
 
 
-@router.get("/metrics")
+@router.get("/metrics", **doc(
+    "Prometheus metrics", "health", media="text/plain", ok={"type": "string"}, errors=(401,),
+    description="Needs `authorization: Bearer <IMAGEGATE_METRICS_TOKEN>` when that is set."))
 async def metrics_endpoint(request: Request) -> Response:
     gw = gateway(request)
     token = gw.settings.metrics_token
@@ -88,12 +96,15 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"])
+@router.api_route("/healthz", methods=["GET", "HEAD"], **doc("Liveness", "health",
+                                                             ok="Health"))
 async def healthz() -> Response:
     return _json({"status": "ok"})
 
 
-@router.api_route("/readyz", methods=["GET", "HEAD"])
+@router.api_route("/readyz", methods=["GET", "HEAD"], **doc(
+    "Readiness: the database and the image store answer", "health", ok="Ready",
+    also={503: "Ready"}))
 async def readyz(request: Request) -> Response:
     checks = await gateway(request).ready()
     ok = all(v == "ok" for v in checks.values())

@@ -58,6 +58,12 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class RequestTimeout(ApiError):
+    """The request (its body) did not arrive in time."""
+
+    status, code = 408, "bad_request"
+
+
 class RequestTooLarge(ApiError):
     status, code = 413, "request_too_large"
 

@@ -26,7 +26,7 @@ from imagegate.core.errors import (
 )
 from imagegate.core.hosting import ImageHost
 from imagegate.core.routing.channels import ChannelRouter
-from imagegate.core.routing.params import Params, validate
+from imagegate.core.routing.params import Params, stored_request, validate
 from imagegate.core.routing.registry import ModelConfig, Registry
 from imagegate.core.routing.upstream_errors import provider_error_to_api
 from imagegate.core.ssrf import CallbackPolicy
@@ -141,7 +141,8 @@ class GenerationService:
         row = {
             "id": job.task_id, "trace_id": job.trace_id, "type": "images_generations",
             "credential_id": credential.id, "model": model.name,
-            "mode": "async" if is_async else "sync", "request": body, "response": None,
+            "mode": "async" if is_async else "sync",
+            "request": stored_request(body, model.family), "response": None,
             "status": QUEUED if is_async else RUNNING, "error_code": None,
             "error_message": None, "credits": job.cost, "usage": None, "upstream": None,
             "attempts": 0 if is_async else 1,

@@ -94,6 +94,7 @@ class ProviderError(Exception):
     retryable: bool = False
     failover: bool = False
     channel_fault: bool = False
+    retry_limit: int | None = None  # retries of this kind of failure, if fewer than the channel's
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -105,6 +106,15 @@ class UpstreamUnavailable(ProviderError):
     """429, 5xx, timeouts, connection errors, garbage bodies: worth another try."""
 
     retryable = failover = channel_fault = True
+
+
+class NoImage(ProviderError):
+    """The upstream answered, but with no image (Gemini: text only, or finishReason OTHER).
+    It may draw on a second try; more tries are paid for and rarely differ, and the
+    channel is healthy, so this is retried once and then reported with what it said."""
+
+    retryable = True
+    retry_limit = 1
 
 
 class UpstreamRejected(ProviderError):
@@ -136,9 +146,14 @@ class QuotaExhausted(ProviderError):
 
 
 class Provider(Protocol):
-    """An upstream that makes images. Implementations must be safe to share across tasks."""
+    """An upstream that makes images. Implementations must be safe to share across tasks.
+
+    ``several_per_call``: one call can return ``request.n`` images. When it cannot, the
+    channel router asks for one image per call, n calls at once (a channel's ``fan_out``
+    overrides this, for an upstream whose models differ)."""
 
     name: str
+    several_per_call: bool
 
     async def generate(self, request: ImageRequest) -> ImageResult: ...
 

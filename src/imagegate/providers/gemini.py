@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +12,7 @@ from imagegate.providers.base import (
     GeneratedImage,
     ImageRequest,
     ImageResult,
+    NoImage,
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # providers take the config object, but never import the core
 SAFETY = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII",
           "RECITATION", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "NO_IMAGE",
           "IMAGE_OTHER"}
+# "the model stopped for another reason": no policy named, and the next try may draw
+UNEXPLAINED = {"OTHER"}
 
 
 # Google's limit on a generateContent request with inline data (the Gemini API's image
@@ -39,6 +41,10 @@ def _get(part: Mapping[str, Any], camel: str, snake: str) -> Any:
 
 
 class GeminiProvider:
+    """Gemini's image models make one image per call (candidateCount > 1 is refused)."""
+
+    several_per_call = False
+
     def __init__(self, name: str, config: UpstreamConfig,
                  environ: Mapping[str, str] | None = None) -> None:
         self.name = name
@@ -57,6 +63,8 @@ class GeminiProvider:
         if request.options.get("image_size") and request.image_size:
             image_config["imageSize"] = request.image_size
         config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
+        if request.n > 1:  # only with `fan_out: false`; image models refuse it today
+            config["candidateCount"] = request.n
         if image_config:
             config["imageConfig"] = image_config
         # an edit's inputs go first, each an inlineData part, then the instruction
@@ -77,31 +85,14 @@ class GeminiProvider:
         return await self.generate(request)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
-        if not self.api_key:
-            raise UpstreamAuthError(f"upstream {self.name}/{request.upstream_model} has no API "
-                                    f"key: set {self.key_env}")
-        calls = [asyncio.ensure_future(self._one(request)) for _ in range(request.n)]
-        try:
-            results = await asyncio.gather(*calls)
-        except BaseException:
-            for call in calls:
-                call.cancel()
-            await asyncio.gather(*calls, return_exceptions=True)
-            raise
-        usage: dict[str, int] = {}
-        for _, one_usage in results:
-            for key, value in one_usage.items():
-                if isinstance(value, int):
-                    usage[key] = usage.get(key, 0) + value
-        return ImageResult(images=[img for img, _ in results], usage=usage or None,
-                           upstream=f"{self.name}/{request.upstream_model}")
-
-    async def _one(self, request: ImageRequest) -> tuple[GeneratedImage, dict[str, Any]]:
+        """One generateContent call: one image per candidate."""
         channel = f"{self.name}/{request.upstream_model}"  # what messages name, never the URL
+        if not self.api_key:
+            raise UpstreamAuthError(f"upstream {channel} has no API key: set {self.key_env}")
         url = f"{self.base_url}/v1beta/models/{request.upstream_model}:generateContent"
         try:
             response = await self.client.post(url, json=self.body(request),
-                                              headers={"x-goog-api-key": self.api_key or ""})
+                                              headers={"x-goog-api-key": self.api_key})
         except http.TransportError as e:
             raise http.transport_error(channel, e) from None
         if response.status != 200:
@@ -113,12 +104,18 @@ class GeminiProvider:
         if isinstance(feedback, dict) and feedback.get("blockReason"):
             raise ContentBlocked(self._explain("the prompt was blocked", feedback["blockReason"],
                                                feedback.get("blockReasonMessage")))
-        candidates = payload.get("candidates") or []
-        if not candidates or not isinstance(candidates[0], dict):
+        candidates = [c for c in payload.get("candidates") or [] if isinstance(c, dict)]
+        if not candidates:
             raise UpstreamUnavailable(f"upstream {channel} sent no candidates")
-        candidate = candidates[0]
+        images = [await self._image(channel, c) for c in candidates[:max(1, request.n)]]
+        usage = payload.get("usageMetadata")
+        return ImageResult(images=images, usage=usage if isinstance(usage, dict) else None,
+                           upstream=channel)
+
+    async def _image(self, channel: str, candidate: dict[str, Any]) -> GeneratedImage:
         reason = candidate.get("finishReason")
         parts = (candidate.get("content") or {}).get("parts") or []
+        said: list[str] = []
         for part in parts:
             if not isinstance(part, dict) or part.get("thought"):
                 continue  # thinking output, including draft images, is not the answer
@@ -126,12 +123,18 @@ class GeminiProvider:
             if isinstance(inline, dict) and _get(inline, "data", "data"):
                 data = http.decode_b64(channel, inline["data"])
                 mime = await http.checked_image(channel, data)
-                usage = payload.get("usageMetadata")
-                return (GeneratedImage(data, mime, None),
-                        usage if isinstance(usage, dict) else {})
+                return GeneratedImage(data, mime, None)
+            if isinstance(part.get("text"), str) and part["text"].strip():
+                said.append(part["text"].strip())
         if reason in SAFETY:
             raise ContentBlocked(self._explain("the upstream's safety filter refused the image",
                                                reason, candidate.get("finishMessage")))
+        if said or reason in UNEXPLAINED:
+            # the model answered in words (a refusal, a question) or stopped for a reason
+            # it does not name: worth one more try, and the client learns what it said
+            text = " ".join(said) or candidate.get("finishMessage")
+            raise NoImage(self._explain(f"upstream {channel} answered without an image",
+                                        f"finishReason {reason or 'unset'}", text))
         raise UpstreamUnavailable(f"upstream {channel} returned no image"
                                   + (f" (finishReason {reason})" if reason else ""))
 

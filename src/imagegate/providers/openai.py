@@ -30,6 +30,9 @@ DEFAULT_SEND = {
 
 
 class OpenAIProvider:
+    several_per_call = True  # `n` in one call (a channel to a Gemini model behind such an
+    #                          API sets `fan_out: true`)
+
     def __init__(self, name: str, config: UpstreamConfig,
                  environ: Mapping[str, str] | None = None) -> None:
         self.name = name

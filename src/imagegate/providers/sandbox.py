@@ -15,9 +15,27 @@ from imagegate.providers.sandbox_edits import render_edit
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _DEFAULT_SIDE = 1024
+# What Gemini's image models return at 1K for each aspect ratio (2K and 4K: twice and four
+# times the sides), whatever size was asked for: the sandbox answers the same way.
+GEMINI_1K: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
+    "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
+    "16:9": (1344, 768), "21:9": (1536, 672), "1:4": (512, 2048), "4:1": (2048, 512),
+    "1:8": (384, 3072), "8:1": (3072, 384)}
+GEMINI_SCALE = {"1K": 1, "2K": 2, "4K": 4}
+RENDERS_AT_ONCE = 2  # a 4K render holds ~100 MB while it is encoded: bound how many do
 
 
-def _dimensions(request: ImageRequest) -> tuple[int, int]:
+def dimensions(request: ImageRequest) -> tuple[int, int]:
+    """The size the real upstream would return: Gemini's fixed size for the aspect ratio
+    (and, where the channel sends it, the image size tier); otherwise the size asked for,
+    which the family's rules already bound (gpt-image-2: at most 8.3 megapixels)."""
+    if request.family == "nano-banana":
+        width, height = GEMINI_1K.get(request.aspect_ratio or "1:1", GEMINI_1K["1:1"])
+        scale = GEMINI_SCALE.get(request.image_size or "1K", 1)
+        if not request.options.get("image_size"):
+            scale = 1
+        return width * scale, height * scale
     if request.width and request.height:
         return request.width, request.height
     return _DEFAULT_SIDE, _DEFAULT_SIDE
@@ -54,22 +72,25 @@ class SandboxProvider:
     """Renders images with Pillow off the event loop; optional latency mimics a slow upstream."""
 
     name = "sandbox"
+    several_per_call = True
 
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
+        self._renders = asyncio.Semaphore(RENDERS_AT_ONCE)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        width, height = _dimensions(request)
+        width, height = dimensions(request)
         fmt = request.output_format
         transparent = request.background == "transparent" and fmt in ("png", "webp")
         images = []
         for i in range(request.n):
-            data = await asyncio.to_thread(
-                render, request.prompt, request.public_model, width, height, fmt, transparent,
-                request.output_compression, i,
-            )
+            async with self._renders:
+                data = await asyncio.to_thread(
+                    render, request.prompt, request.public_model, width, height, fmt,
+                    transparent, request.output_compression, i,
+                )
             images.append(GeneratedImage(data=data, mime_type=_MIME[fmt]))
         return ImageResult(images=images, upstream="sandbox")
 

@@ -66,7 +66,7 @@ class ImageStore:
             await obstore.delete_async(self.store, key)
 
     async def get(self, key: str) -> bytes | None:
-        if not safe_key(key):
+        if not self._reachable(key):
             return None
         try:
             result = await obstore.get_async(self.store, key)
@@ -75,15 +75,29 @@ class ImageStore:
             return None
 
     def local_path(self, key: str) -> Path | None:
-        """The file behind a key when the store is the local disk (served without copies)."""
+        """The file behind a key when the store is the local disk (served without copies):
+        a regular file inside the root once every link is followed, or None. A symbolic
+        link out of the store (to /etc, another tenant's data...) is not served."""
         if self.root is None or not safe_key(key):
             return None
-        path = self.root / key
-        return path if path.is_file() else None
+        try:
+            path = (self.root / key).resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a loop of links
+            return None
+        return path if path.is_relative_to(self.root) and path.is_file() else None
+
+    @property
+    def is_local(self) -> bool:
+        """Keys are files under ``root``: :meth:`local_path` is the only way to them."""
+        return self.root is not None
+
+    def _reachable(self, key: str) -> bool:
+        """A key we may read: shaped like ours and, on the local disk, a file in the store."""
+        return safe_key(key) and (self.root is None or self.local_path(key) is not None)
 
     async def stream(self, key: str) -> tuple[int, AsyncIterator[bytes]] | None:
         """Size and chunks of an object, without holding it all in memory."""
-        if not safe_key(key):
+        if not self._reachable(key):
             return None
         try:
             result = await obstore.get_async(self.store, key)
@@ -98,7 +112,7 @@ class ImageStore:
 
     async def size(self, key: str) -> int | None:
         """An object's size without fetching it (HEAD requests), or None if it is missing."""
-        if not safe_key(key):
+        if not self._reachable(key):
             return None
         try:
             meta = await obstore.head_async(self.store, key)

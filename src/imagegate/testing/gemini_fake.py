@@ -339,6 +339,8 @@ class FakeGemini(FakeServer):
             if fault.safety in ("NO_IMAGE", "OTHER", "IMAGE_OTHER"):
                 parts.append({"text": "I'm unable to create that image. Try another prompt."})
                 candidate["content"] = {"role": "model", "parts": parts}
+        elif fault.text_only is not None:  # image models sometimes answer with words only
+            parts.append({"text": fault.text_only})
         elif "IMAGE" in modalities:
             fmt = self.image_format
             edited = f"\nedit of {len(inputs)}" if inputs else ""

@@ -2,10 +2,17 @@
 
 Kept apart from the server so the rules (which change as OpenAI ships models) are easy to
 read and update. Every failure is an ``OpenAIError`` carrying OpenAI's own error fields.
+
+OpenAI-compatible resellers and relays (New-API, One-API and their kin) also serve Google's
+image models on this endpoint: ``size`` picks the nearest aspect ratio, and since Gemini
+makes one image per call they pass Google's refusal of ``n`` > 1 on as a 400
+("Multiple candidates is not enabled for models/..."). The fake does the same for
+``gemini-*`` models.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +23,15 @@ GPT_IMAGE_PARAMS = frozenset({
 DALLE3_PARAMS = frozenset({
     "model", "prompt", "n", "size", "quality", "style", "response_format", "user"})
 DALLE2_PARAMS = frozenset({"model", "prompt", "n", "size", "quality", "response_format", "user"})
+GEMINI_PARAMS = frozenset({"model", "prompt", "n", "size", "response_format", "user"})
+GEMINI_1K = {"1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
+             "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
+             "16:9": (1344, 768), "21:9": (1536, 672)}
 
 
 @dataclass(frozen=True)
 class ModelRules:
-    family: str  # "gpt-image" | "dalle"
+    family: str  # "gpt-image" | "dalle" | "gemini" (Google's, through a relay)
     params: frozenset[str]
     sizes: tuple[str, ...] | None  # None: the gpt-image-2 arithmetic rule
     qualities: tuple[str, ...]
@@ -41,6 +52,9 @@ MODELS: dict[str, ModelRules] = {
                            ("standard", "hd"), 1, 4000),
     "dall-e-2": ModelRules("dalle", DALLE2_PARAMS, ("256x256", "512x512", "1024x1024"),
                            ("standard",), 10, 1000),
+    **{name: ModelRules("gemini", GEMINI_PARAMS, None, ("auto",), 1, 32000)
+       for name in ("gemini-2.5-flash-image", "gemini-3-pro-image-preview",
+                    "gemini-3.1-flash-image-preview")},
 }
 
 
@@ -172,6 +186,8 @@ def validate(body: Any) -> ImageParams:
                           f"{len(prompt)} instead.", "prompt", "string_above_max_length")
     n = _expect(body, "n", int, "an integer")
     n = 1 if n is None else n
+    if rules.family == "gemini":
+        return _gemini(body, model, rules, prompt, n)
     if rules.max_n == 1 and n != 1:
         raise OpenAIError(400, "You must provide n=1 for this model.", "n", "invalid_value")
     if n < 1:
@@ -211,6 +227,30 @@ def validate(body: Any) -> ImageParams:
     resolved_background = "transparent" if background == "transparent" else "opaque"
     return ImageParams(model, rules, prompt, n, width, height, resolved_quality, output_format,
                        resolved_background, "b64_json")
+
+
+def _gemini(body: dict[str, Any], model: str, rules: ModelRules, prompt: str, n: int
+            ) -> ImageParams:
+    """A Gemini image model behind a relay: one image per call, the nearest ratio's size."""
+    if n != 1:
+        raise OpenAIError(400, f"Multiple candidates is not enabled for models/{model}", None,
+                          None, "upstream_error")
+    value = _expect(body, "size", str, "a string") or "1024x1024"
+    width_text, sep, height_text = value.partition("x")
+    if not (sep and width_text.isdigit() and height_text.isdigit() and int(width_text)
+            and int(height_text)):
+        raise OpenAIError(400, f"Invalid value: '{value}'. Size must be of the form "
+                          "WIDTHxHEIGHT.", "size", "invalid_value")
+    target = math.log(int(width_text) / int(height_text))
+
+    def distance(ratio: str) -> float:
+        a, b = ratio.split(":")
+        return abs(math.log(int(a) / int(b)) - target)
+
+    width, height = GEMINI_1K[min(GEMINI_1K, key=distance)]
+    response_format = _choice(body, "response_format", ("url", "b64_json"), "b64_json")
+    return ImageParams(model, rules, prompt, 1, width, height, "auto", "png", "opaque",
+                       response_format)
 
 
 OUTPUT_TOKENS_1024 = {"low": 272, "medium": 1056, "high": 4160}

@@ -31,6 +31,7 @@ class Fault:
     url_response: bool = False
     image_bytes: int | None = None
     quota_id: str | None = None  # Gemini 429: the QuotaFailure violated, e.g. a per-day one
+    text_only: str | None = None  # Gemini: the model answers in words (finishReason STOP)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:

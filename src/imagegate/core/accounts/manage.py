@@ -29,6 +29,7 @@ from imagegate.core.accounts.money import (
     parse_credits,
 )
 from imagegate.core.errors import ApiError, BadRequest
+from imagegate.core.text import shown, storable
 from imagegate.db.models import Credential, LedgerEntry, Task
 
 LIMIT_KEYS = ("rps", "poll_rps", "concurrency")
@@ -39,6 +40,17 @@ _NO_SYNC = {"synchronize_session": False}
 
 class NotFound(ApiError):
     status, code = 404, "no_api"
+
+
+def _missing(credential_id: str) -> NotFound:
+    return NotFound(f"no credential {shown(credential_id)}")
+
+
+def _known_shape(credential_id: str) -> str:
+    """An id the database can be asked about (no credential has a NUL in its id)."""
+    if not storable(credential_id):
+        raise _missing(credential_id)
+    return credential_id
 
 
 def describe(cred: Credential) -> dict[str, Any]:
@@ -56,6 +68,8 @@ def describe(cred: Credential) -> dict[str, Any]:
 def check_text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
         raise BadRequest(f"{field} must be a non-empty string of at most {MAX_TEXT} characters")
+    if not storable(value):
+        raise BadRequest(f"{field} must not contain NUL characters")
     return value
 
 
@@ -113,16 +127,16 @@ async def create(session: AsyncSession, *, name: str, credits: float = 0,
 
 async def get(session: AsyncSession, credential_id: str, *, include_deleted: bool = False
               ) -> Credential:
-    cred = await session.get(Credential, credential_id)
+    cred = await session.get(Credential, _known_shape(credential_id))
     if cred is None or (cred.deleted_at is not None and not include_deleted):
-        raise NotFound(f"no credential {credential_id}")
+        raise _missing(credential_id)
     return cred
 
 
 async def find(session: AsyncSession, id_or_prefix: str, *, include_deleted: bool = False
                ) -> Credential:
     """By id, or by the token prefix the CLI lists."""
-    cred = await session.get(Credential, id_or_prefix)
+    cred = await session.get(Credential, _known_shape(id_or_prefix))
     if cred is None and len(id_or_prefix) >= 8:
         query = select(Credential).where(Credential.token_prefix == id_or_prefix[:8])
         if not include_deleted:
@@ -131,7 +145,7 @@ async def find(session: AsyncSession, id_or_prefix: str, *, include_deleted: boo
         if len(rows) == 1:
             cred = rows[0]
     if cred is None or (cred.deleted_at is not None and not include_deleted):
-        raise NotFound(f"no credential {id_or_prefix}")
+        raise _missing(id_or_prefix)
     return cred
 
 
@@ -146,11 +160,11 @@ async def listing(session: AsyncSession, *, include_deleted: bool = False
 async def update_fields(session: AsyncSession, credential_id: str, **values: Any) -> Credential:
     """Change a live credential; the WHERE clause keeps a concurrent delete from being undone."""
     done = await session.execute(
-        update(Credential).where(Credential.id == credential_id,
+        update(Credential).where(Credential.id == _known_shape(credential_id),
                                  Credential.deleted_at.is_(None)).values(**values),
         execution_options=_NO_SYNC)
     if not done.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"no credential {credential_id}")
+        raise _missing(credential_id)
     await session.execute(BUMP_REVISION)
     return await refreshed(session, credential_id)
 
@@ -167,6 +181,7 @@ async def top_up(session: AsyncSession, credential_id: str, credits: Any) -> Cre
     amount = parse_credits(credits)
     if amount <= 0:
         raise BadRequest("credits to top up must be positive")
+    _known_shape(credential_id)
     conn = await session.connection()
     after = await conn.run_sync(lambda c: billing.top_up(c, credential_id, amount))
     if after is None:
@@ -183,11 +198,11 @@ async def remove(session: AsyncSession, credential_id: str) -> None:
     ``disabled`` is set too, so a node still running code from before soft deletes
     refuses the token during a rolling upgrade."""
     done = await session.execute(
-        update(Credential).where(Credential.id == credential_id,
+        update(Credential).where(Credential.id == _known_shape(credential_id),
                                  Credential.deleted_at.is_(None))
         .values(deleted_at=time.time(), disabled=True), execution_options=_NO_SYNC)
     if not done.rowcount:  # type: ignore[attr-defined]
-        raise NotFound(f"no credential {credential_id}")
+        raise _missing(credential_id)
     await session.execute(BUMP_REVISION)
 
 

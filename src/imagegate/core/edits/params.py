@@ -20,10 +20,6 @@ from imagegate.core.routing.params import (
 from imagegate.core.routing.registry import ModelConfig
 
 MAX_IMAGES = 16
-# what an edit task keeps of the client's fields (never the images themselves)
-FIELDS = ("model", "prompt", "n", "size", "quality", "style", "background", "output_format",
-          "output_compression", "moderation", "input_fidelity", "user", "response_format",
-          "callback_url", "async", "trace_id")
 _INTEGERS = ("n", "output_compression", "partial_images")
 _BOOLEANS = ("async", "stream")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
@@ -87,8 +83,3 @@ def fit_to_input(model: ModelConfig, params: Params, body: dict[str, Any], width
     ratio = nearest_ratio(width, height, NANO_RATIOS + model.extra_ratios)
     return dataclasses.replace(params, size=None, width=None, height=None, aspect_ratio=ratio,
                                image_size=image_size_tier(1024, 1024))
-
-
-def stored_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """The client's fields a task keeps (so a worker can run it again, and a query shows it)."""
-    return {name: body[name] for name in FIELDS if body.get(name) is not None}

@@ -25,12 +25,11 @@ from imagegate.core.edits.params import (
     edit_options,
     fit_to_input,
     refuse_stream,
-    stored_fields,
 )
 from imagegate.core.edits.sources import Blob, Budget, Reader, Source, label_of
 from imagegate.core.errors import ApiError, BadRequest
 from imagegate.core.generation import GenerationService, Job, image_request
-from imagegate.core.routing.params import Params
+from imagegate.core.routing.params import EDIT_FIELDS, Params, stored_request
 from imagegate.core.routing.registry import ModelConfig
 from imagegate.core.tasks.idempotency import Replay
 from imagegate.core.tasks.store import QUEUED, RUNNING, Claimed
@@ -104,8 +103,8 @@ class EditService:
             params = fit_to_input(model, params, body, first.width, first.height)
             if params.callback_url is not None:
                 await gen.policy.check_submission(params.callback_url)
-            fingerprint = {**stored_fields(body), "inputs": [b.sha256 for b in blobs],
-                           "mask": mask is not None}
+            fingerprint = {**stored_request(body, model.family, EDIT_FIELDS),
+                           "inputs": [b.sha256 for b in blobs], "mask": mask is not None}
             if idempotency_key is not None:
                 replay = await gen.idempotency.find(credential.id, idempotency_key, fingerprint)
                 if replay is not None:
@@ -180,7 +179,8 @@ class EditService:
             "id": job.task_id, "trace_id": job.trace_id, "type": TYPE,
             "credential_id": credential.id, "model": model.name,
             "mode": "async" if is_async else "sync",
-            "request": {**stored_fields(body), "inputs": inputs}, "response": None,
+            "request": {**stored_request(body, model.family, EDIT_FIELDS), "inputs": inputs},
+            "response": None,
             "status": QUEUED if is_async else RUNNING, "error_code": None,
             "error_message": None, "credits": job.cost, "usage": None, "upstream": None,
             "attempts": 0 if is_async else 1,

@@ -2,12 +2,14 @@
 
 Per request the router walks the model's channels by priority (a weighted shuffle among
 equals), retries a channel on transient failures with exponential backoff and jitter that
-honours Retry-After, then fails over. A wait that would pass the model's time budget is not
-waited: the next channel is tried instead. A channel that keeps failing is cooled down
-(skipped) for a while, then half-open: exactly one trial request goes through, and its
-outcome closes or re-opens the breaker. When every channel is cooling down the request fails
-at once rather than adding load to a sick upstream. The whole walk is bounded by the
-model's timeout.
+honours Retry-After, then fails over. A channel whose upstream makes one image per call
+(``fan_out``) gets ``n`` one-image calls at once, each with its own retries; the images
+already made are kept, and only the missing ones are asked of the next channel. A wait
+that would pass the model's time budget is not waited: the next channel is tried instead.
+A channel that keeps failing is cooled down (skipped) for a while, then half-open: exactly
+one trial request goes through, and its outcome closes or re-opens the breaker. When every
+channel is cooling down the request fails at once rather than adding load to a sick
+upstream. The whole walk is bounded by the model's timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -135,8 +138,16 @@ class ChannelRouter:
         answers them."""
         return await self.generate(model, request)
 
+    def fans_out(self, channel: ChannelConfig) -> bool:
+        """Whether ``n`` images are ``n`` calls on this channel (the channel's ``fan_out``,
+        else what its provider says it can do)."""
+        if channel.fan_out is not None:
+            return channel.fan_out
+        return not getattr(self.providers[channel.upstream], "several_per_call", True)
+
     async def _walk(self, model: ModelConfig, request: ImageRequest, deadline: float
                     ) -> ImageResult:
+        kept: list[ImageResult] = []  # made already (and paid for upstream): never asked again
         last: ProviderError | None = None
         cooling: list[float] = []
         for channel in self.ordered(model):
@@ -148,9 +159,11 @@ class ChannelRouter:
             trial = breaker.trial and not held  # this request is the half-open trial
             if last is not None:
                 metrics.failovers_total.labels(model.name).inc()
-                log.warning("failover", model=model.name, to=channel_name(channel))
+                log.warning("failover", model=model.name, to=channel_name(channel),
+                            images_kept=sum(len(r.images) for r in kept))
             try:
-                return await self._channel(model, channel, request, deadline)
+                await self._fill(model, channel, request, deadline, kept)
+                return merged(kept, request.n)
             except ProviderError as e:
                 if not e.failover:
                     raise
@@ -165,6 +178,34 @@ class ChannelRouter:
             f"the upstream of {model.name} is cooling down after repeated failures; it takes "
             f"requests again in about {seconds} s", retry_after=seconds)
 
+    async def _fill(self, model: ModelConfig, channel: ChannelConfig, request: ImageRequest,
+                    deadline: float, kept: list[ImageResult]) -> None:
+        """Add the images still missing from ``kept`` from one channel; raises the first
+        failure once every call has ended (those that succeeded stay in ``kept``)."""
+        wanted = request.n - sum(len(r.images) for r in kept)
+        if wanted <= 1 or not self.fans_out(channel):
+            kept.append(await self._channel(
+                model, channel, dataclasses.replace(request, n=wanted), deadline))
+            return
+        one = dataclasses.replace(request, n=1)
+        calls = [asyncio.ensure_future(self._channel(model, channel, one, deadline))
+                 for _ in range(wanted)]
+        failed: ProviderError | None = None
+        try:
+            for call in asyncio.as_completed(calls):
+                try:
+                    kept.append(await call)
+                except ProviderError as e:
+                    if not e.failover:
+                        raise  # the request fails: the other calls are stopped below
+                    failed = failed or e
+        finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+        if failed is not None:
+            raise failed
+
     async def _channel(self, model: ModelConfig, channel: ChannelConfig, request: ImageRequest,
                        deadline: float) -> ImageResult:
         """One channel with its retries; raises the last error when the channel gives up."""
@@ -177,7 +218,9 @@ class ChannelRouter:
                 result = await self._attempt(provider, channel, routed)
                 return dataclasses.replace(result, upstream=channel_name(channel))
             except ProviderError as e:
-                if not e.retryable or attempt >= channel.max_retries or breaker.open_until:
+                retries = channel.max_retries if e.retry_limit is None else min(
+                    channel.max_retries, e.retry_limit)
+                if not e.retryable or attempt >= retries or breaker.open_until:
                     raise  # retries used up, or the breaker just opened: next channel
                 wait = self.backoff(attempt, e.retry_after)
                 if time.monotonic() + wait >= deadline:
@@ -223,3 +266,28 @@ class ChannelRouter:
         metrics.upstream_seconds.labels(provider).observe(seconds)
         if self.on_attempt is not None:
             self.on_attempt(channel_name(channel), outcome, seconds)
+
+
+def merged(results: list[ImageResult], n: int) -> ImageResult:
+    """One result from the calls that made a request's images: usage summed, channels named."""
+    if len(results) == 1 and len(results[0].images) <= n:
+        return results[0]
+    usage: dict[str, Any] = {}
+    for result in results:
+        _add_usage(usage, result.usage or {})
+    names = list(dict.fromkeys(r.upstream for r in results if r.upstream))
+    return ImageResult(images=[img for r in results for img in r.images][:n],
+                       usage=usage or None, upstream=",".join(names)[:200] or None)
+
+
+def _add_usage(total: dict[str, Any], usage: Mapping[str, Any]) -> None:
+    """Token counts add up, nested ones too (OpenAI's ``input_tokens_details``)."""
+    for key, value in usage.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, Mapping):
+            inner = total.setdefault(key, {})
+            if isinstance(inner, dict):
+                _add_usage(inner, value)

@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from imagegate.core.errors import BadRequest, NotImplementedApi
 from imagegate.core.routing.registry import ModelConfig, Registry
+from imagegate.core.text import json_type, shown, storable
 
 PROMPT_LIMITS = {"dalle": 4000, "gpt-image": 32000, "nano-banana": 32000}
 DALLE_SIZES = ("1024x1024", "1792x1024", "1024x1792")
@@ -27,7 +26,21 @@ MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 MAX_TRACE_ID = 128
 _TRACE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # it goes back in a header: visible ASCII
+# What each family reads from a request body; :func:`validate` bounds every one of them.
+COMMON_FIELDS = ("model", "prompt", "n", "size", "response_format", "user", "callback_url",
+                 "async", "trace_id")
+FAMILY_FIELDS = {
+    "dalle": (*COMMON_FIELDS, "quality", "style"),
+    "gpt-image": (*COMMON_FIELDS, "quality", "background", "output_format",
+                  "output_compression", "moderation"),
+    "nano-banana": (*COMMON_FIELDS, "output_format", "output_compression"),
+}
 
+# an edit keeps its own field beside its family's; its images are stored apart and the task
+# refers to them under "inputs" (core/edits)
+EDIT_FIELDS = ("input_fidelity",)
+RECORD_FIELDS = frozenset(
+    {*(f for fields in FAMILY_FIELDS.values() for f in fields), *EDIT_FIELDS, "inputs"})
 
 @dataclass(frozen=True, slots=True)
 class Params:
@@ -62,22 +75,6 @@ class Params:
     @property
     def mime_type(self) -> str:
         return MIME[self.output_format]
-
-
-def json_type(value: object) -> str:
-    """A value's type as JSON spells it, for error messages."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-             float: "number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def shown(value: object, limit: int = 60) -> str:
-    """A client's value in an error message: JSON-spelled and cut short."""
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _choice(body: dict[str, Any], field: str, allowed: tuple[str, ...], default: str | None
@@ -117,6 +114,15 @@ def _string(body: dict[str, Any], field: str, max_len: int) -> str | None:
     if len(value) > max_len:
         raise BadRequest(f"{field} must be at most {max_len} characters; got {len(value)}")
     return value
+
+
+def stored_request(body: dict[str, Any], family: str, extra: tuple[str, ...] = ()
+                   ) -> dict[str, Any]:
+    """What a task keeps of a validated body: the fields its family reads (plus ``extra``,
+    an operation's own), so unknown fields, which are ignored, are not stored, returned by
+    every task query, or carried by the queue. Validation bounds each kept value."""
+    return {field: body[field] for field in (*FAMILY_FIELDS[family], *extra)
+            if body.get(field) is not None}
 
 
 def wants_async(body: dict[str, Any]) -> bool:
@@ -234,11 +240,13 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
         raise BadRequest(f"trace_id must be 1 to {MAX_TRACE_ID} visible ASCII characters "
                          "(no spaces or control characters)")
     callback_url = _string(body, "callback_url", 2048)
+    if callback_url is not None and not storable(callback_url):
+        raise BadRequest("callback_url must not contain NUL characters")
     is_async = body.get("async", False)
     if is_async is None:
         is_async = False
     if not isinstance(is_async, bool):
-        raise BadRequest(f"async must be true or false; got {is_async!r}")
+        raise BadRequest(f"async must be true or false; got {shown(is_async)}")
 
     quality = style = background = moderation = aspect_ratio = image_size = None
     output_format, compression = "png", None

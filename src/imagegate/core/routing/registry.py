@@ -70,6 +70,10 @@ class ChannelConfig(_Strict):
     map: dict[str, dict[str, str]] = Field(default_factory=dict)
     image_size: bool = False
     max_retries: int = Field(default=2, ge=0)
+    # n > 1 as n concurrent one-image calls: None leaves it to the upstream type (gemini
+    # fans out, openai asks for n in one call); true for an OpenAI-compatible service
+    # that serves a model able to make one image per call (Gemini's, behind a proxy)
+    fan_out: bool | None = None
 
     @field_validator("send")
     @classmethod
@@ -189,8 +193,9 @@ class Registry(_Strict):
         """Every model served by the sandbox provider, keeping names, families and prices."""
         ups = {"sandbox": UpstreamConfig(type="sandbox")}
         models = {
-            name: m.model_copy(
-                update={"channels": (ChannelConfig(upstream="sandbox", model=name),)})
+            name: m.model_copy(update={"channels": (ChannelConfig(
+                upstream="sandbox", model=name,
+                image_size=any(c.image_size for c in m.channels)),)})
             for name, m in self.models.items()
         }
         return Registry(upstreams=ups, models=models)

@@ -90,7 +90,7 @@ async def _locked_next_at(session: AsyncSession, task_id: str) -> tuple[Any, flo
 class CallbackDispatcher:
     def __init__(self, sessions: Sessions, host: ImageHost,
                  policy: CallbackPolicy, *, timeout: float = 10.0, base_delay: float = 1.0,
-                 max_delay: float = 3600.0, max_attempts: int = 12) -> None:
+                 max_delay: float = 3600.0, max_attempts: int = 16) -> None:
         self.sessions = sessions
         self.host = host
         self.policy = policy
@@ -107,7 +107,9 @@ class CallbackDispatcher:
         self._claims: dict[str, float] = {}  # task id -> token of our claim
 
     def delay(self, attempts: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        """The wait after the ``attempts``-th failed attempt: base, doubling, capped."""
+        doublings = min(max(0, attempts - 1), 64)  # past 2**64 only the cap is left
+        return min(self.max_delay, self.base_delay * 2 ** doublings)
 
     def _claim_until(self) -> float:
         return time.time() + self.timeout + CLAIM_MARGIN

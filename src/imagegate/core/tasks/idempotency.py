@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from imagegate.core.errors import BadRequest, Conflict
+from imagegate.core.text import shown
 from imagegate.db.engine import Sessions
 from imagegate.db.models import Task
 
@@ -59,7 +60,7 @@ class Idempotency:
                 return None
             if task.request_hash != self.hash(body):
                 raise Conflict(
-                    f"Idempotency-Key {key!r} was already used with a different request body "
+                    f"Idempotency-Key {shown(key)} was already used with a different request body "
                     f"(task {task.id}); use a new key for a new request"
                 )
             return Replay(task_id=task.id, trace_id=task.trace_id, mode=task.mode)

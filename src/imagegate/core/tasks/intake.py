@@ -18,7 +18,6 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from imagegate.core.accounts import billing
 from imagegate.core.accounts.money import format_credits
@@ -82,17 +81,21 @@ class Intake:
                 await asyncio.sleep(0)  # one turn of the loop: under load, more arrive
             while len(group) < MAX_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
-            if not await self._try(group) and len(group) > 1:
-                # one bad row (say a duplicate idempotency key) must not fail its neighbours
+            if not await self._try(group):
+                # one bad row (a duplicate idempotency key, a value the database refuses)
+                # must not fail its neighbours, other credentials' requests among them:
+                # each is tried alone, and only its own error reaches its waiter
                 for one in group:
                     await self._try([one])
 
     async def _try(self, group: list[Admission]) -> bool:
+        """False when a group of several failed (nothing was written): try them one by one."""
         try:
             await self._commit(group)
             return True
         except Exception as e:  # noqa: BLE001 - every waiter must hear about it
-            if len(group) > 1 and isinstance(e, IntegrityError):
+            if len(group) > 1:
+                log.info("intake_group_failed", error=type(e).__name__, size=len(group))
                 return False
             log.warning("intake_failed", error=type(e).__name__, size=len(group))
             for one in group:

@@ -1,0 +1,122 @@
+"""Connections cost a file each: slow or silent ones are cut off, and thousands of idle ones
+leave the node answering."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import GatewayServer
+
+TIMEOUTS = {"IMAGEGATE_HEADER_TIMEOUT": "1", "IMAGEGATE_BODY_TIMEOUT": "1.5",
+            "IMAGEGATE_KEEP_ALIVE_TIMEOUT": "1"}
+GEN = "/openai/images/generations"
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    server = GatewayServer(tmp_path_factory.mktemp("connections"), "--sandbox", env=TIMEOUTS)
+    yield server.start()
+    server.stop()
+
+
+def closed_within(sock: socket.socket, seconds: float, drip: bytes = b"") -> float | None:
+    """Seconds until the server closes ``sock`` (sending ``drip`` a byte every 0.2 s
+    meanwhile), or None if it is still open after ``seconds``."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    sent = 0
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(65536) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except ConnectionError:
+            return time.monotonic() - started
+        if sent < len(drip):
+            try:
+                sock.sendall(drip[sent:sent + 1])
+            except (BrokenPipeError, ConnectionError):
+                return time.monotonic() - started
+            sent += 1
+    return None
+
+
+def test_a_silent_connection_is_closed(gw: GatewayServer) -> None:
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        took = closed_within(s, 6)
+    assert took is not None and took < 4, took
+
+
+def test_a_trickled_request_head_is_cut_off(gw: GatewayServer) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: " + b"a" * 200
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        took = closed_within(s, 8, drip=head)  # 40 s worth of bytes, one every 0.2 s
+    assert took is not None and took < 4, took
+
+
+def test_a_trickled_body_is_cut_off_with_408(gw: GatewayServer) -> None:
+    token = gw.demo_token()
+    head = (f"POST {GEN} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"authorization: Bearer {token}\r\ncontent-length: 400\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        s.sendall(head)
+        started = time.monotonic()
+        answer = b""
+        s.settimeout(0.2)
+        while time.monotonic() - started < 8:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                s.sendall(b" ")
+                continue
+            if not chunk:
+                break
+            answer += chunk
+    took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"code":"bad_request"' in answer and b"did not arrive within 1.5s" in answer
+    assert took < 5, took
+
+
+def test_an_idle_kept_alive_connection_is_closed(gw: GatewayServer) -> None:
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        took = closed_within(s, 6)
+    assert took is not None and took < 4, took
+
+
+def test_thousands_of_idle_sockets_leave_health_answering(tmp_path: Path) -> None:
+    """The node starts with the common soft limit of 1,024 open files and lifts it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4096:
+        pytest.skip(f"the hard open-file limit here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this test's own sockets
+    server = GatewayServer(tmp_path / "d", "--sandbox", open_files=1024,
+                           env={"IMAGEGATE_HEADER_TIMEOUT": "60"})
+    idle: list[socket.socket] = []
+    try:
+        server.start()
+        for _ in range(1500):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        time.sleep(0.5)  # let the server accept them all
+        for _ in range(3):
+            r = httpx.get(server.url + "/healthz", timeout=5)
+            assert r.status_code == 200
+        token = server.demo_token()
+        r = httpx.post(server.url + GEN, json={"model": "nano-banana", "prompt": "x"},
+                       headers={"authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
