@@ -142,12 +142,14 @@ class NodeMemory:
         return free
 
     def roll(self, at: int, now: float) -> tuple[int, int]:
-        """(previous, current) counts of the window at ``at`` as of ``now``."""
+        """(previous, current) counts of the window at ``at`` as of ``now``. Windows only
+        move forward: a process that read the clock just before another moved it on
+        counts in the new one."""
         words = self.words
         expiry = words[at + _EXPIRY]
         window = int(now // expiry)
         stored = words[at + _WINDOW]
-        if stored != window:
+        if stored < window:
             words[at + _PREVIOUS] = words[at + _CURRENT] if stored == window - 1 else 0
             words[at + _CURRENT] = 0
             words[at + _WINDOW] = window

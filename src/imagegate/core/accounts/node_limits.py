@@ -41,8 +41,8 @@ class NodeMemoryStorage(Storage, SlidingWindowCounterSupport):
         if amount > limit:
             return False
         h = self._hash(key)
-        now = time.time()
         with self.memory.locked():
+            now = time.time()  # under the lock: each process sees the windows move forward
             at = self.memory.slot(h, expiry, now)
             previous, current = self.memory.roll(at, now)
             weighted = previous * _previous_ttl(previous, expiry, now) / expiry + current
@@ -53,8 +53,8 @@ class NodeMemoryStorage(Storage, SlidingWindowCounterSupport):
 
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         h = self._hash(key)
-        now = time.time()
         with self.memory.locked():
+            now = time.time()
             at = self.memory.find(h)
             previous, current = self.memory.roll(at, now) if at is not None else (0, 0)
         return (previous, _previous_ttl(previous, expiry, now), current,
@@ -67,15 +67,15 @@ class NodeMemoryStorage(Storage, SlidingWindowCounterSupport):
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         h = self._hash(key)
-        now = time.time()
         with self.memory.locked():
+            now = time.time()
             at = self.memory.slot(h, max(1, int(expiry)), now)
             self.memory.roll(at, now)
             return self.memory.add(at, amount)
 
     async def get(self, key: str) -> int:
-        now = time.time()
         with self.memory.locked():
+            now = time.time()
             at = self.memory.find(self._hash(key))
             return self.memory.roll(at, now)[1] if at is not None else 0
 
