@@ -245,7 +245,7 @@ def test_a_process_that_dies_is_replaced(node: GatewayServer) -> None:
     assert pids(node, path="/v1/models")[replaced[0]] > 0
 
 
-GRACE = 4.0
+GRACE = 3.0
 
 
 def _wait_running(gw: GatewayServer, count: int, owners: int) -> None:
