@@ -5,19 +5,41 @@ one process. The fake upstreams and load generators run beside it: give the mach
 enough cores for N + upstreams + load generators, or the numbers measure the sharing.
 
     python -m bench.scaling [--processes 1 2 4 8] [--concurrency 16 64] [--duration 10]
-                            [--upstreams K] [--loadgens L]
+                            [--upstreams K] [--loadgens L] [--postgres]
+
+SQLite by default; --postgres gives each gateway a fresh database on the local server.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import math
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 
 from bench.common import ROOT, load, machine, table, tree_cpu_seconds
+from bench.intake import PG_ADMIN, _pg
 from bench.upstream import BODY, KEY, gateway_with_fake
+
+
+@contextlib.contextmanager
+def database(postgres: bool) -> Iterator[dict[str, str]]:
+    """The gateway's database settings: SQLite in its data dir, or a fresh PostgreSQL one."""
+    if not postgres:
+        yield {}
+        return
+    name = f"ig_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    try:
+        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        yield {"IMAGEGATE_DATABASE_URL": f"{base}/{name}"}
+    finally:
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def load_parallel(url: str, token: str, concurrency: int, duration: float, loadgens: int
@@ -47,6 +69,7 @@ def main() -> None:
                     help="fake upstream processes [default: half the gateway processes]")
     ap.add_argument("--loadgens", type=int, default=0,
                     help="load generator processes [default: a quarter of the gateway's]")
+    ap.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     args = ap.parse_args()
     rows: list[list[object]] = []
     rps: dict[tuple[int, int], float] = {}
@@ -54,8 +77,9 @@ def main() -> None:
     for n in args.processes:
         upstreams = args.upstreams or max(1, math.ceil(n / 2))
         loadgens = args.loadgens or max(1, n // 4)
-        with gateway_with_fake(processes=n, upstreams=upstreams,
-                               max_connections=max(args.concurrency) * 2) as setup:
+        with database(args.postgres) as db_env, gateway_with_fake(
+                processes=n, upstreams=upstreams, max_connections=max(args.concurrency) * 2,
+                extra_env=db_env) as setup:
             url = f"{setup.gateway_url}/v1/images/generations"
             load_parallel(url, setup.token, max(args.concurrency), 2, loadgens)  # warm-up
             for c in args.concurrency:
@@ -71,7 +95,8 @@ def main() -> None:
                              r["p99_ms"], f"{cpu / max(1, r['requests']) * 1000:.2f}",
                              "ok" if not (r["errors"] or r["bad"])
                              else f"errors={r['errors']:.0f} non-200={r['bad']:.0f}"])
-    print(f"scaling benchmark, {args.duration:g}s per cell; {machine()}")
+    print(f"scaling benchmark, {'PostgreSQL' if args.postgres else 'SQLite'}, "
+          f"{args.duration:g}s per cell; {machine()}")
     print(table(rows, ["processes", "upstreams", "loadgens", "conc", "req/s", "p50 ms",
                        "p99 ms", "gateway CPU ms/req", "status"]))
     print()
