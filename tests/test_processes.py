@@ -224,6 +224,18 @@ def test_sqlite_writers_of_both_processes_under_load(node: GatewayServer) -> Non
     assert len(pids(node, path=GEN, credential="loaded")) == 2
 
 
+def test_a_second_node_on_the_same_port_is_refused(node: GatewayServer,
+                                                  tmp_path: Path) -> None:
+    """Each process listens with SO_REUSEPORT, which would let a second node started by
+    mistake share the port and half the traffic."""
+    out = cli("serve", "--sandbox", "--processes", "2", "--port", str(node.port),
+              "--data-dir", str(tmp_path / "d"), check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert (f"cannot listen on 127.0.0.1:{node.port}: in use by another imagegate node"
+            in out.stderr)
+    assert not (tmp_path / "d").exists()  # refused before touching anything
+
+
 def test_a_process_that_dies_is_replaced(node: GatewayServer) -> None:
     before = children(node)
     victim = min(before)

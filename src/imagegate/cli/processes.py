@@ -228,13 +228,19 @@ class Listener:
     backlog: int
     guard: socket.socket | None = None
     shared: socket.socket | None = None
+    claim: socket.socket | None = None
 
     @classmethod
     def open(cls, host: str, port: int, backlog: int) -> Listener:
         """Raises OSError when the address cannot be had (say, in use)."""
         listener = cls(host, port, backlog)
         if hasattr(socket, "SO_REUSEPORT"):
-            listener.guard = _bind(host, port, reuse_port=True)
+            listener.claim = _claim(host, port)
+            try:
+                listener.guard = _bind(host, port, reuse_port=True)
+            except OSError:
+                listener.close()
+                raise
         else:
             listener.shared = _bind(host, port, reuse_port=False)
             listener.shared.listen(backlog)
@@ -250,9 +256,27 @@ class Listener:
         return [sock]
 
     def close(self) -> None:
-        for sock in (self.guard, self.shared):
+        for sock in (self.guard, self.shared, self.claim):
             if sock is not None:
                 sock.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "guard": None, "claim": None}  # the supervisor's alone
+
+
+def _claim(host: str, port: int) -> socket.socket | None:
+    """SO_REUSEPORT would let a second node started by mistake (by the same user) share the
+    port silently; a name in Linux's abstract socket namespace, held by the supervisor and
+    gone with it, makes that second node fail instead."""
+    if not sys.platform.startswith("linux"):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(f"\0imagegate-node:{host}:{port}")
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, "in use by another imagegate node") from None
+    return sock
 
 
 def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
