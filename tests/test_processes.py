@@ -257,7 +257,7 @@ def test_a_process_that_dies_is_replaced(node: GatewayServer) -> None:
     assert pids(node, path="/v1/models")[replaced[0]] > 0
 
 
-GRACE = 3.0
+GRACE = 5.0  # two grace periods (10 s) stand out from a loaded machine's overhead
 
 
 def _wait_running(gw: GatewayServer, count: int, owners: int) -> None:
