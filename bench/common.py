@@ -45,18 +45,19 @@ def wait_ready(url: str, timeout: float = 30) -> None:
 
 @contextmanager
 def process(args: list[str], env: dict[str, str] | None = None, ready: str | None = None,
-            log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+            log: Path | None = None, ready_timeout: float = 30
+            ) -> Iterator[subprocess.Popen[bytes]]:
     out = log.open("ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=out,
                             stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         if ready:
-            wait_ready(ready)
+            wait_ready(ready, ready_timeout)
         yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(20)
+            proc.wait(40)
         except subprocess.TimeoutExpired:
             proc.kill()
 
@@ -103,8 +104,47 @@ def probe_ms(url: str, timeout: float = 10.0) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (a `serve --processes N` supervisor's children)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in tree(pid))
+
+
+def tree_rss_kb(pid: int) -> int:
+    return sum(rss_kb(p) for p in tree(pid))
+
+
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0

@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from bench.common import ROOT, machine, probe_ms, rss_kb, table
+from bench.common import ROOT, machine, probe_ms, table, tree_rss_kb
 from bench.upstream import BODY, gateway_with_fake
 
 WARM_UP = 20
@@ -28,15 +28,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--upstream-seconds", type=float, default=30.0)
+    ap.add_argument("--processes", type=int, default=1, help="imagegate serve --processes N")
     args = ap.parse_args()
     n, hold = args.requests, args.upstream_seconds
-    with gateway_with_fake(max_connections=n + 100, timeout=hold * 4) as setup:
+    with gateway_with_fake(max_connections=n + 100, timeout=hold * 4,
+                           processes=args.processes) as setup:
         # warm the whole path (pools, caches, imports) before taking the baseline
         for _ in range(WARM_UP):
             httpx.post(f"{setup.gateway_url}/v1/images/generations", json=BODY, timeout=30,
                        headers={"authorization": f"Bearer {setup.token}"})
         time.sleep(1)
-        baseline = rss_kb(setup.gateway_pid)
+        baseline = tree_rss_kb(setup.gateway_pid)
         setup.fault(delay=hold)
         loader = subprocess.Popen(
             [sys.executable, "-m", "bench.loadgen", f"{setup.gateway_url}/v1/images/generations",
@@ -50,7 +52,7 @@ def main() -> None:
         def watch() -> None:
             nonlocal peak
             while not stop.is_set():
-                peak = max(peak, rss_kb(setup.gateway_pid))
+                peak = max(peak, tree_rss_kb(setup.gateway_pid))
                 time.sleep(0.2)
 
         watcher = threading.Thread(target=watch, daemon=True)

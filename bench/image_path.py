@@ -21,8 +21,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--size-mb", type=float, default=4.0)
+    ap.add_argument("--processes", type=int, default=1, help="imagegate serve --processes N")
     args = ap.parse_args()
-    with gateway_with_fake() as setup:
+    with gateway_with_fake(processes=args.processes) as setup:
         setup.fault(image_bytes=int(args.size_mb * MB))
         auth = {"authorization": f"Bearer {setup.token}"}
         with httpx.Client(timeout=120, headers=auth) as client:

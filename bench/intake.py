@@ -35,14 +35,16 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
-def measure(database_url: str | None, duration: float, concurrency: int) -> dict[str, object]:
+def measure(database_url: str | None, duration: float, concurrency: int, processes: int = 1
+            ) -> dict[str, object]:
     data = tmpdir()
     port = free_port()
     env = {**BIG_LIMITS, "IMAGEGATE_WORKERS": "0"}
     if database_url:
         env["IMAGEGATE_DATABASE_URL"] = database_url
-    with process(imagegate("serve", "--sandbox", "--port", str(port), "--data-dir", str(data)),
-                 env=env, ready=f"http://127.0.0.1:{port}/healthz"):
+    with process(imagegate("serve", "--sandbox", "--port", str(port), "--data-dir", str(data),
+                           "--processes", str(processes)),
+                 env=env, ready=f"http://127.0.0.1:{port}/healthz", ready_timeout=60):
         token = create_token(data, env)
         url = f"http://127.0.0.1:{port}/v1/images/generations"
         body = {"model": "nano-banana", "prompt": "intake", "async": True}
@@ -54,21 +56,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--processes", type=int, default=1, help="imagegate serve --processes N")
     args = ap.parse_args()
     rows = []
-    sqlite = measure(None, args.duration, args.concurrency)
+    sqlite = measure(None, args.duration, args.concurrency, args.processes)
     rows.append(["SQLite", sqlite["rps"], sqlite["p50_ms"], sqlite["p99_ms"], sqlite["errors"],
                  sqlite["statuses"]])
     name = f"ig_bench_{uuid.uuid4().hex[:8]}"
     try:
         asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
         pg = measure(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", args.duration,
-                     args.concurrency)
+                     args.concurrency, args.processes)
         rows.append(["PostgreSQL", pg["rps"], pg["p50_ms"], pg["p99_ms"], pg["errors"],
                      pg["statuses"]])
     finally:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    print(f"async intake, concurrency {args.concurrency}, {args.duration:g}s each; {machine()}")
+    print(f"async intake, concurrency {args.concurrency}, {args.duration:g}s each, "
+          f"--processes {args.processes}; {machine()}")
     print(table(rows, ["database", "submissions/s", "p50 ms", "p99 ms", "errors", "statuses"]))
     print(f"SQLite target >= 1000/s: {'met' if float(sqlite['rps']) >= 1000 else 'NOT met'}")
 

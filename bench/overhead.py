@@ -2,7 +2,7 @@
 imagegate's full sync path (auth, validation, task row, upstream call, storage write,
 billing), and a bare endpoint of the same server stack (FastAPI + uvicorn) as the ceiling.
 
-    python -m bench.overhead [--duration 5] [--concurrency 1 16 64]
+    python -m bench.overhead [--duration 5] [--concurrency 1 16 64] [--processes N]
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--processes", type=int, default=1, help="imagegate serve --processes N")
+    ap.add_argument("--upstreams", type=int, default=1, help="fake upstream processes")
     args = ap.parse_args()
     bare_port = free_port()
     rows: list[list[object]] = []
     summary: list[list[object]] = []
-    with gateway_with_fake() as setup, process(
+    with gateway_with_fake(processes=args.processes, upstreams=args.upstreams) as setup, process(
             [sys.executable, "-m", "bench.bare", str(bare_port)],
             ready=f"http://127.0.0.1:{bare_port}/docs"):
         targets = {
@@ -46,7 +48,8 @@ def main() -> None:
                 round(float(gw["p99_ms"]) - float(direct["p99_ms"]), 2),
                 f"{float(gw['rps']) / float(bare['rps']):.0%}",
                 f"{float(gw['rps']) / float(direct['rps']):.0%}"])
-    print(f"overhead benchmark, {args.duration:g}s per cell; {machine()}")
+    print(f"overhead benchmark, {args.duration:g}s per cell, gateway --processes "
+          f"{args.processes}, {args.upstreams} fake upstream(s); {machine()}")
     print(table(rows, ["target", "conc", "req/s", "p50 ms", "p95 ms", "p99 ms", "status"]))
     print()
     print(table(summary, ["conc", "added p50 ms", "added p99 ms", "gateway/bare req/s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -10,12 +11,14 @@ import orjson
 import structlog
 
 
-def configure(level: str = "info", json: bool | None = None) -> None:
+def configure(level: str = "info", json: bool | None = None, *, pid: bool = False) -> None:
+    """``pid``: name the process on every line (one of `--processes N`)."""
     if json is None:
         json = not sys.stderr.isatty()
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        *([_add_pid] if pid else []),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
@@ -32,3 +35,8 @@ def configure(level: str = "info", json: bool | None = None) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+
+
+def _add_pid(_logger: Any, _method: str, event: Any) -> Any:
+    event["pid"] = os.getpid()
+    return event

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     edit_fetch_timeout: float = Field(default=30.0, gt=0)  # seconds to fetch one image URL
     free_credits: float = Field(default=0.0, ge=0, le=1e9)
     demo_credits: float = Field(default=1000.0, ge=0, le=1e9)
-    # tasks and workers
-    workers: int = Field(default=4, ge=0)  # in-process task runners; 0 = API only
+    # processes, tasks and workers
+    processes: int = Field(default=1, ge=1, le=1024)  # `serve`/`worker` processes on this node
+    workers: int = Field(default=4, ge=0)  # task runners per process; 0 = API only
     poll_interval: float = Field(default=1.0, gt=0)  # seconds between queue polls when idle
     lease_seconds: float = Field(default=30.0, gt=0)  # a task's runner renews this lease
     max_attempts: int = Field(default=3, ge=1)  # runs of one task before it fails

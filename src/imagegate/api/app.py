@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +29,7 @@ from imagegate.api.connections import http_protocol, raise_open_file_limit
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
 from imagegate.core.gateway import Gateway
+from imagegate.core.node_memory import NodeMemory
 from imagegate.settings import Settings
 from imagegate.worker.runner import Worker
 
@@ -68,12 +70,13 @@ def _telemetry(settings: Settings) -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, memory: NodeMemory | None = None) -> FastAPI:
+    """``memory``: shared with this node's other processes (`serve --processes N`)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = await Gateway.start(settings)
+        gateway = await Gateway.start(settings, memory=memory)
         app.state.gateway = gateway
         worker = Worker.for_gateway(gateway) if settings.workers > 0 else None
         app.state.node = node = Node(gateway, worker, settings.shutdown_grace)
@@ -100,8 +103,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def run(app: FastAPI, settings: Settings, **uvicorn_options: Any) -> None:
-    """Run ``app`` under uvicorn, telling its node of SIGTERM at once (see api/serving.py)."""
+def run(app: FastAPI, settings: Settings, *, sockets: list[socket.socket] | None = None,
+        on_ready: Callable[[], None] | None = None, supervised: bool = False,
+        **uvicorn_options: Any) -> None:
+    """Run ``app`` under uvicorn, telling its node of SIGTERM at once (see api/serving.py).
+
+    ``sockets``: already listening (bound by the supervisor of `--processes N`, which is
+    also the one to hear SIGINT: ``supervised``); ``on_ready`` once requests are served."""
     def node() -> Node | None:
         return getattr(app.state, "node", None)
 
@@ -120,4 +128,5 @@ def run(app: FastAPI, settings: Settings, **uvicorn_options: Any) -> None:
                             timeout_keep_alive=math.ceil(settings.keep_alive_timeout),
                             http=http_protocol(settings.header_timeout),
                             forwarded_allow_ips=settings.forwarded_allow_ips, **uvicorn_options)
-    Server(config, signalled, deadline, settings.shutdown_grace).run()
+    Server(config, signalled, deadline, settings.shutdown_grace, on_ready=on_ready,
+           supervised=supervised).run(sockets)

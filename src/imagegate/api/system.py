@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from imagegate.api.deps import credential, gateway
 from imagegate.api.openapi import AUTH, doc
@@ -93,7 +93,7 @@ async def metrics_endpoint(request: Request) -> Response:
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise InvalidToken("metrics need 'authorization: Bearer <metrics token>'")
     await gw.tasks.refresh_gauges()
-    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.api_route("/healthz", methods=["GET", "HEAD"], **doc("Liveness", "health",

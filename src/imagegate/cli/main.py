@@ -15,6 +15,7 @@ from imagegate.cli.requests import edit, generate, tasks_app
 from imagegate.cli.tokens import DatabaseUrl, DataDir, tokens
 
 if TYPE_CHECKING:  # the server's imports wait until a server command runs: --help is quick
+    from imagegate.cli.processes import Listener
     from imagegate.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -57,7 +58,10 @@ def serve(
     redis_url: Annotated[str | None, typer.Option(
         help="Redis for shared rate limits and worker wake-ups [env IMAGEGATE_REDIS_URL]")] = None,
     workers: Annotated[int | None, typer.Option(
-        help="In-process task workers; 0 runs the API only [default 4]")] = None,
+        help="Task runners in each process; 0 runs the API only [default 4]")] = None,
+    processes: Annotated[int | None, typer.Option(
+        help="Processes serving on this machine, sharing its port, limits and database "
+             "[env IMAGEGATE_PROCESSES; default 1]")] = None,
     migrate: Annotated[bool, typer.Option(
         help="Apply database migrations on start")] = True,
     log_level: LogLevel = None,
@@ -72,13 +76,20 @@ def serve(
             host=host, port=port, data_dir=data_dir, config=config, sandbox=sandbox or None,
             database_url=database_url, storage_url=storage_url, public_base_url=public_base_url,
             files_base_url=files_base_url, redis_url=redis_url, workers=workers,
-            migrate=None if migrate else False, log_level=log_level)
+            processes=processes, migrate=None if migrate else False, log_level=log_level)
         logs.configure(settings.log_level, settings.log_json)
-        demo = asyncio.run(_prepare(settings))
+        listener = _listen(settings) if settings.processes > 1 else None
     except StartupError as e:
         raise _fail(str(e)) from None
+    try:
+        demo = asyncio.run(_prepare(settings))  # once, whatever the number of processes
+    except StartupError as e:
+        if listener is not None:
+            listener.close()
+        raise _fail(str(e)) from None
     base = settings.resolved_public_base_url()
-    print(f"imagegate listening on http://{settings.host}:{settings.port}", flush=True)
+    print(f"imagegate listening on http://{settings.host}:{settings.port}"
+          + (f" ({settings.processes} processes)" if listener else ""), flush=True)
     if settings.sandbox:
         print(f"sandbox mode: every model is served by the local sandbox provider\n"
               f"try: curl {base}/v1/images/generations -H 'authorization: Bearer {demo}' "
@@ -86,7 +97,22 @@ def serve(
               "-d '{\"model\": \"nano-banana\", \"prompt\": \"a red apple\"}'", flush=True)
         if demo:
             print(f"demo token: {demo}", flush=True)
+    if listener is not None:
+        from imagegate.cli import processes as node
+
+        raise typer.Exit(node.serve(settings, listener))
     run(create_app(settings), settings, backlog=4096)
+
+
+def _listen(settings: Settings) -> Listener:
+    from imagegate.cli.processes import Listener
+    from imagegate.cli.startup import StartupError
+
+    try:
+        return Listener.open(settings.host, settings.port, backlog=4096)
+    except OSError as e:
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: "
+                           f"{e.strerror or e}") from None
 
 
 async def _prepare(settings: Settings) -> str | None:
@@ -160,7 +186,10 @@ def worker(
         help="Base of image URLs, e.g. a CDN [env IMAGEGATE_FILES_BASE_URL]")] = None,
     redis_url: Annotated[str | None, typer.Option(
         help="Redis for prompt wake-ups [env IMAGEGATE_REDIS_URL]")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Tasks run at once [default 4]")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Tasks run at once by each process [default 4]")] = None,
+    processes: Annotated[int | None, typer.Option(
+        help="Worker processes on this machine [env IMAGEGATE_PROCESSES; default 1]")] = None,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="Use the sandbox provider")] = False,
     log_level: LogLevel = None,
 ) -> None:
@@ -174,7 +203,7 @@ def worker(
             data_dir=data_dir, config=config, database_url=database_url,
             storage_url=storage_url, public_base_url=public_base_url,
             files_base_url=files_base_url, redis_url=redis_url, workers=concurrency,
-            sandbox=sandbox or None, log_level=log_level)
+            processes=processes, sandbox=sandbox or None, log_level=log_level)
         if not (settings.public_base_url or settings.files_base_url):
             # a worker has no address of its own: image URLs and callbacks would be wrong
             raise StartupError(
@@ -186,6 +215,10 @@ def worker(
         asyncio.run(_check_database(settings, migrate=settings.migrate))
     except StartupError as e:
         raise _fail(str(e)) from None
+    if settings.processes > 1:
+        from imagegate.cli import processes as node
+
+        raise typer.Exit(node.work(settings))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings))
 

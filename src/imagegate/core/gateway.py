@@ -22,6 +22,7 @@ from imagegate.core.edits.sources import Reader
 from imagegate.core.errors import InvalidToken
 from imagegate.core.generation import GenerationService
 from imagegate.core.hosting import ImageHost
+from imagegate.core.node_memory import NodeMemory
 from imagegate.core.routing.channels import ChannelRouter, build_provider
 from imagegate.core.routing.registry import Registry, load_registry
 from imagegate.core.ssrf import CallbackPolicy
@@ -63,7 +64,9 @@ class Gateway:
 
     @classmethod
     async def start(cls, settings: Settings, environ: Mapping[str, str] | None = None,
-                    *, node_id: str | None = None) -> Gateway:
+                    *, node_id: str | None = None, memory: NodeMemory | None = None
+                    ) -> Gateway:
+        """``memory``: shared with the other processes of this node, if it runs several."""
         env = os.environ if environ is None else environ
         registry = load_registry(settings.config)
         if settings.sandbox:
@@ -117,9 +120,10 @@ class Gateway:
             max_attempts=settings.callback_max_attempts,
         )
         credentials = CredentialCache(settings.credential_cache_seconds, settings.redis_url,
-                                      sessions=sessions, prefix=settings.rate_limit_prefix)
+                                      sessions=sessions, prefix=settings.rate_limit_prefix,
+                                      memory=memory)
         await credentials.start()
-        limiter = RateLimiter(settings.redis_url, settings.rate_limit_prefix)
+        limiter = RateLimiter(settings.redis_url, settings.rate_limit_prefix, memory=memory)
         return cls(settings=settings, registry=registry, sessions=sessions, credentials=credentials,
                    limiter=limiter,
                    store=store, providers=providers, generation=generation, edits=edits,

@@ -6,7 +6,9 @@ stale is disabled/expiry/scope/limits/deletion. Every credential change, from an
 the same transaction; with ``sessions`` given, the cache reads that counter at most once a
 second (only while requests arrive) and starts afresh when it moved, so changes apply
 everywhere within about a second without Redis. With Redis, changes also arrive at once
-by pub/sub. ``ttl`` remains the backstop when the database cannot be read.
+by pub/sub; between the processes of one node (``memory``), at once through a counter in
+their shared memory, read on every lookup for the price of a memory read. ``ttl`` remains
+the backstop when the database cannot be read.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from imagegate.core.accounts.credentials import READ_REVISION
+from imagegate.core.node_memory import NodeMemory
 from imagegate.core.pubsub import Channel
 from imagegate.db.models import Credential
 
@@ -38,7 +41,7 @@ def channel_name(prefix: str = "imagegate") -> str:
 class CredentialCache:
     def __init__(self, ttl: float = 10.0, redis_url: str | None = None, *,
                  sessions: Sessions | None = None, prefix: str = "imagegate",
-                 check_every: float = CHECK_EVERY) -> None:
+                 check_every: float = CHECK_EVERY, memory: NodeMemory | None = None) -> None:
         self.ttl = ttl
         self._by_hash: dict[str, tuple[float, Credential]] = {}
         self.channel = (Channel(redis_url, channel_name(prefix))
@@ -50,6 +53,8 @@ class CredentialCache:
         # bumped whenever entries are dropped: a load that began before the drop may
         # have read the old row, and must not put it back
         self._generation = 0
+        self._memory = memory
+        self._epoch = memory.credentials_epoch if memory is not None else 0
 
     async def start(self) -> None:
         if self.channel is not None:
@@ -59,6 +64,9 @@ class CredentialCache:
     async def get(self, token_hash: str, load: Callable[[], Awaitable[Credential | None]]
                   ) -> Credential | None:
         now = time.monotonic()
+        if self._memory is not None and self._memory.credentials_epoch != self._epoch:
+            self._epoch = self._memory.credentials_epoch  # a sibling process changed one
+            self._clear()
         if (self._sessions is not None and self.ttl > 0
                 and now - self._checked_at >= self._check_every):
             await self._check_revision(now)
@@ -89,8 +97,10 @@ class CredentialCache:
             self._clear()
 
     def invalidate(self, credential_id: str | None = None) -> None:
-        """Forget one credential (or all) here, and tell the other nodes."""
+        """Forget one credential (or all) here, and tell the other processes and nodes."""
         self._forget(credential_id or "*")
+        if self._memory is not None:
+            self._epoch = self._memory.bump_credentials()
         if self.channel is not None:
             self.channel.publish(credential_id or "*")
 

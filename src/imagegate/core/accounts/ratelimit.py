@@ -1,8 +1,9 @@
 """Request-rate limits per credential (and per address for self-service), via `limits`.
 
-In memory by default; in Redis when IMAGEGATE_REDIS_URL is set, so every node counts
-against one shared window. If the store fails, requests are let through (and logged):
-an outage of the limiter must not become an outage of the gateway.
+In this process's memory by default; in the node's shared memory when it runs several
+processes (`serve --processes N`), so they count against one window; in Redis when
+IMAGEGATE_REDIS_URL is set, so every node does. If the store fails, requests are let
+through (and logged): an outage of the limiter must not become an outage of the gateway.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from imagegate.core.accounts.node_limits import NodeMemoryStorage
 from imagegate.core.errors import TooManyRequests
+from imagegate.core.node_memory import NodeMemory
 from imagegate.db.models import Credential
 
 log = structlog.get_logger("imagegate.ratelimit")
@@ -38,13 +41,16 @@ def limits_for(credential: Credential, *, rps: int, poll_rps: int, concurrency: 
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None, prefix: str = "imagegate") -> None:
+    def __init__(self, redis_url: str | None = None, prefix: str = "imagegate",
+                 memory: NodeMemory | None = None) -> None:
         self.storage: Storage
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
             self.storage = RedisStorage(uri, implementation="redispy", key_prefix=prefix,
                                         wrap_exceptions=True, socket_timeout=1,
                                         socket_connect_timeout=1)
+        elif memory is not None:
+            self.storage = NodeMemoryStorage(memory)
         else:
             self.storage = MemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
