@@ -15,7 +15,7 @@ from tests.support import db
 from tests.support.server import GatewayServer
 
 GEN = "/openai/images/generations"
-ADMIN = {"authorization": "Bearer adm-inputs-1"}
+ADMIN = {"authorization": "Bearer adm-inputs-1-0123456789abcdef"}
 MAX = 1_000_000_000
 
 
@@ -23,7 +23,7 @@ MAX = 1_000_000_000
 def gw(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     backends.current = backend
     server = GatewayServer(tmp_path_factory.mktemp(f"admin-{backend}") / "d", "--sandbox",
-                           env={"IMAGEGATE_ADMIN_KEY": "adm-inputs-1"}).start()
+                           env={"IMAGEGATE_ADMIN_KEY": "adm-inputs-1-0123456789abcdef"}).start()
     yield server
     server.stop()
 

@@ -15,8 +15,8 @@ from tests.support.server import GatewayServer, cli
 
 pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 GEN = "/openai/images/generations"
-ADMIN = {"IMAGEGATE_ADMIN_KEY": "adm-secret-123"}
-AUTH_ADMIN = {"authorization": "Bearer adm-secret-123"}
+ADMIN = {"IMAGEGATE_ADMIN_KEY": "adm-secret-123-0123456789ab"}
+AUTH_ADMIN = {"authorization": "Bearer adm-secret-123-0123456789ab"}
 
 
 def ledger_of(server: GatewayServer, cred_id: str) -> list[tuple[str | None, str, int]]:

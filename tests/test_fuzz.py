@@ -19,7 +19,7 @@ from tests.support.server import GatewayServer
 
 pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
-ADMIN_KEY = "adm-fuzz-1"
+ADMIN_KEY = "adm-fuzz-1-0123456789abcdefgh"
 EXAMPLES = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 DEEP = b'{"model": "nano-banana", "prompt": "x", "junk": ' + b"[" * 1000 + b"]" * 1000 + b"}"

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 GEN = "/openai/images/generations"
 TASKS = "/openai/tasks"
-ADMIN_KEY = "adm-hardening-1"
+ADMIN_KEY = "adm-hardening-1-0123456789abcdef"
 QUERY_CAP = 65536
 
 

@@ -24,7 +24,7 @@ from imagegate.core.routing.registry import load_registry
 from imagegate.settings import Settings
 from tests.support.server import GatewayServer
 
-ADMIN_KEY = "adm-openapi-1"
+ADMIN_KEY = "adm-openapi-1-0123456789abcdef"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 

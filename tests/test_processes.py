@@ -26,7 +26,8 @@ from tests.support import db
 from tests.support.server import GatewayServer, cli, free_port
 
 GEN = "/openai/images/generations"
-ADMIN = {"authorization": "Bearer adm-1"}
+ADMIN_KEY = "adm-processes-0123456789abcdef"
+ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 NEW_CONNECTIONS = httpx.Limits(max_keepalive_connections=0)  # a connection per request
 
 
@@ -90,7 +91,7 @@ async def fresh_connections(url: str, token: str, n: int, path: str = "/v1/model
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
-    env = {"IMAGEGATE_ADMIN_KEY": "adm-1", "IMAGEGATE_POLL_INTERVAL": "0.2",
+    env = {"IMAGEGATE_ADMIN_KEY": ADMIN_KEY, "IMAGEGATE_POLL_INTERVAL": "0.2",
            "IMAGEGATE_WORKERS": "2"}
     server = GatewayServer(tmp_path_factory.mktemp("node"), "--sandbox", "--processes", "2",
                            env=env)
@@ -274,7 +275,7 @@ def test_in_flight_limit_and_sigterm_across_processes(tmp_path: Path) -> None:
     """Generations in flight are counted for the credential, not per process; SIGTERM to
     the node stops both processes in one grace period: every waiting client is answered
     and nothing is charged, running async tasks go back to the queue."""
-    env = {"IMAGEGATE_ADMIN_KEY": "adm-1", "IMAGEGATE_SANDBOX_LATENCY": "60",
+    env = {"IMAGEGATE_ADMIN_KEY": ADMIN_KEY, "IMAGEGATE_SANDBOX_LATENCY": "60",
            "IMAGEGATE_SHUTDOWN_GRACE": str(GRACE), "IMAGEGATE_WORKERS": "1",
            "IMAGEGATE_POLL_INTERVAL": "0.2"}
     gw = GatewayServer(tmp_path / "d", "--sandbox", "--processes", "2", env=env)

@@ -15,11 +15,12 @@ from tests.support.server import GatewayServer, free_port
 
 pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 GEN = "/openai/images/generations"
-ADMIN = {"IMAGEGATE_ADMIN_KEY": "adm-1"}
+ADMIN = {"IMAGEGATE_ADMIN_KEY": "adm-1-0123456789abcdefghij"}
+ADMIN_AUTH = {"authorization": f"Bearer {ADMIN['IMAGEGATE_ADMIN_KEY']}"}
 
 
 def make_credential(server: GatewayServer, **limits: int) -> str:
-    r = httpx.post(server.url + "/admin/credentials", headers={"authorization": "Bearer adm-1"},
+    r = httpx.post(server.url + "/admin/credentials", headers=ADMIN_AUTH,
                    json={"name": "limited", "credits": 100, "rate_limits": limits})
     assert r.status_code == 201, r.text
     return str(r.json()["token"])

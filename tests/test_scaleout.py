@@ -26,7 +26,7 @@ from tests.support.s3 import moto_server, new_bucket
 from tests.support.server import GatewayServer, cli, free_port
 
 GEN = "/openai/images/generations"
-HEAD = "0002"
+HEAD = "0003"
 REDIS = "redis://127.0.0.1:6379/0"
 on_both_backends = pytest.mark.usefixtures("backend")
 
@@ -243,12 +243,12 @@ def test_redis_channels_belong_to_the_deployment(tmp_path: Path) -> None:
     wake-ups and credential changes (from the API and from the CLI) use its channels."""
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     env = {"IMAGEGATE_REDIS_URL": REDIS, "IMAGEGATE_RATE_LIMIT_PREFIX": prefix,
-           "IMAGEGATE_ADMIN_KEY": "adm-channels"}
+           "IMAGEGATE_ADMIN_KEY": "adm-channels-0123456789abcdef"}
     listener = redis.Redis.from_url(REDIS).pubsub()
     listener.psubscribe(f"{prefix}:*")
     try:
         with GatewayServer(tmp_path / "d", "--sandbox", env=env) as api:
-            admin = {"authorization": "Bearer adm-channels"}
+            admin = {"authorization": "Bearer adm-channels-0123456789abcdef"}
             cred = httpx.post(api.url + "/admin/credentials", headers=admin,
                               json={"name": "ch", "credits": 1}).json()
             r = httpx.post(api.url + GEN, json={"model": "nano-banana", "prompt": "c",

@@ -25,6 +25,8 @@ from tests.support.server import ROOT, GatewayServer, cli, free_port
     (["serve", "--storage-url", "file://relative/dir"], {}, ["storage URL", "absolute"]),
     (["serve", "--port", "80000"], {}, ["port", "65535"]),
     (["serve"], {"IMAGEGATE_SYNC_WAIT": "0"}, ["sync_wait", "greater than 0"]),
+    (["serve"], {"IMAGEGATE_ADMIN_KEY": "secret-but-short"}, ["admin_key", "24 characters"]),
+    (["serve"], {"IMAGEGATE_ADMIN_LOGIN_LIMIT": "lots"}, ["admin_login_limit", "5/minute"]),
     (["worker", "--sandbox"], {}, ["public URL", "--public-base-url"]),
     (["db", "upgrade", "--database-url", "foo://bar"], {}, ["database URL"]),
 ])

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+ADMIN_KEY_MIN = 24  # characters; failed attempts are throttled too (admin_login_limit)
 
 
 class Settings(BaseSettings):
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that cool a channel
     breaker_cooldown: float = Field(default=30.0, gt=0)  # seconds a cooled channel is skipped
     admin_key: str | None = None  # enables /admin/ when set
+    admin_login_limit: str = "5/minute"  # failed admin-key attempts per client address
     self_service: bool = False  # POST /api/credentials issues tokens with free_credits
     self_service_limit: str = "5/hour"  # per client address
     default_rps: int = Field(default=60, ge=1)  # requests per second per credential
@@ -81,6 +83,28 @@ class Settings(BaseSettings):
         if value.lower() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value.lower()
+
+    @field_validator("admin_key")
+    @classmethod
+    def _long_admin_key(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # empty: the admin API and console stay off
+        if len(value) < ADMIN_KEY_MIN or value != value.strip():
+            raise ValueError(
+                f"must be at least {ADMIN_KEY_MIN} characters without surrounding spaces "
+                f"(it opens /admin/); make one with: openssl rand -hex 32")
+        return value
+
+    @field_validator("admin_login_limit", "self_service_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate like 5/minute or 100/hour") from None
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

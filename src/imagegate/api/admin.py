@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -12,8 +11,9 @@ from fastapi.responses import Response
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import gateway
 from imagegate.api.openapi import JSON_BODY, doc
+from imagegate.core.accounts import admin_access
 from imagegate.core.accounts import manage as accounts
-from imagegate.core.errors import BadRequest, InvalidToken, NoApi
+from imagegate.core.errors import BadRequest, NoApi
 from imagegate.core.text import shown
 
 router = APIRouter(prefix="/admin")
@@ -31,15 +31,24 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+def admin_key_of(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else (
+        request.headers.get("x-admin-key", ""))
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 async def admin(request: Request) -> None:
-    key = gateway(request).settings.admin_key
+    """The admin key (``authorization: Bearer`` or ``x-admin-key``); wrong ones throttled."""
+    gw = gateway(request)
+    key = gw.settings.admin_key
     if not key:
         raise NoApi(f"no API at {shown(request.url.path)}")
-    header = request.headers.get("authorization", "")
-    given = header[7:].strip() if header.lower().startswith("bearer ") else (
-        request.headers.get("x-admin-key", ""))
-    if not given or not hmac.compare_digest(given.encode(), key.encode()):
-        raise InvalidToken("missing or wrong admin key")
+    await admin_access.check_key(gw.limiter, key, gw.settings.admin_login_limit,
+                                 admin_key_of(request), client_address(request))
 
 
 CREATE_FIELDS = ("name", "application", "credits", "scopes", "expires_at", "rate_limits")

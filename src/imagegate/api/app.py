@@ -17,6 +17,7 @@ from imagegate import __version__
 from imagegate.api import (
     account,
     admin,
+    console,
     edits,
     errors,
     generations,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, memory: NodeMemory | None = Non
     app.include_router(account.router)
     app.include_router(playground.router)
     app.include_router(openapi.router)
+    console.install(app)
     return app
 
 

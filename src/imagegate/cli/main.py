@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from imagegate.cli.fake import fake_upstream
+from imagegate.cli.ops import healthcheck, usage_app
 from imagegate.cli.requests import edit, generate, tasks_app
 from imagegate.cli.tokens import DatabaseUrl, DataDir, tokens
 
@@ -25,6 +26,8 @@ app.add_typer(tasks_app, name="tasks")
 app.command()(generate)
 app.command()(edit)
 app.command("fake-upstream")(fake_upstream)
+app.add_typer(usage_app, name="usage")
+app.command()(healthcheck)
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)

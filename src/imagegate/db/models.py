@@ -97,3 +97,18 @@ class Revision(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AdminSession(Base):
+    """A signed-in admin console. The cookie holds a random value; only its hash is kept,
+    with the CSRF token its forms carry. Deleted on sign-out; useless once the admin key
+    changes, since ``key_check`` is an HMAC of the session under the key."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    key_check: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

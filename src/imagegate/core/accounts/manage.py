@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from imagegate.core.accounts import billing
@@ -155,6 +155,24 @@ async def listing(session: AsyncSession, *, include_deleted: bool = False
     if not include_deleted:
         query = query.where(Credential.deleted_at.is_(None))
     return list((await session.execute(query)).scalars())
+
+
+async def search(session: AsyncSession, text: str = "", *, include_deleted: bool = False,
+                 offset: int = 0, limit: int = 100) -> tuple[list[Credential], int]:
+    """Credentials whose name, application, id or token prefix contains ``text`` (any
+    case), oldest first, and how many there are in all."""
+    query = select(Credential)
+    if not include_deleted:
+        query = query.where(Credential.deleted_at.is_(None))
+    if text := text.strip():
+        pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{pattern}%"
+        query = query.where(or_(*(func.lower(column).like(like, escape="\\") for column in (
+            Credential.name, Credential.application, Credential.id, Credential.token_prefix))))
+    count = (await session.execute(select(func.count()).select_from(query.subquery())))
+    rows = await session.execute(query.order_by(Credential.created_at, Credential.id)
+                                 .offset(offset).limit(limit))
+    return list(rows.scalars()), int(count.scalar_one())
 
 
 async def update_fields(session: AsyncSession, credential_id: str, **values: Any) -> Credential:

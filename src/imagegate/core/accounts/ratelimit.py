@@ -64,6 +64,18 @@ class RateLimiter:
             item = self._items[per_second] = RateLimitItemPerSecond(per_second)
         await self.hit_item(kind, key, item, f"{per_second} requests per second")
 
+    async def blocked(self, kind: str, key: str, item: RateLimitItem) -> int | None:
+        """Seconds until ``key`` may be counted again when its window is full, else None
+        (counting nothing: for limits on failures, checked before the attempt)."""
+        try:
+            if await self.limiter.test(item, kind, key):
+                return None
+            stats = await self.limiter.get_window_stats(item, kind, key)
+        except Exception as e:  # noqa: BLE001 - fail open, as hit_item does
+            log.warning("rate_limiter_unavailable", error=type(e).__name__)
+            return None
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
     async def hit_item(self, kind: str, key: str, item: RateLimitItem, what: str) -> None:
         try:
             allowed = await self.limiter.hit(item, kind, key)

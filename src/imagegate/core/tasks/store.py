@@ -70,6 +70,13 @@ def _claim_statement(dialect: str, per_credential: bool) -> Update:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueStats:
+    queued: int
+    oldest_age: float  # seconds the oldest queued task has waited; 0 when none
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     id: str
     credential_id: str
@@ -186,8 +193,9 @@ class TaskStore:
             )).all()
         return requeued.rowcount or 0, [Claimed(*r) for r in given_up]  # type: ignore[attr-defined]
 
-    async def refresh_gauges(self) -> None:
-        """Queue depth, oldest queued task and running count, read when /metrics is scraped."""
+    async def refresh_gauges(self) -> QueueStats:
+        """Queue depth, oldest queued task and running count, read when /metrics is scraped
+        (and by the admin console, which shows the same numbers)."""
         async with self.sessions() as session:
             rows = (await session.execute(
                 select(Task.status, func.count(), func.min(Task.created_at))
@@ -195,6 +203,9 @@ class TaskStore:
             )).all()
         found = {status: (count, oldest) for status, count, oldest in rows}
         queued, oldest = found.get(QUEUED, (0, None))
-        metrics.queue_depth.set(queued)
-        metrics.oldest_queued_age.set(time.time() - oldest if oldest else 0)
-        metrics.running_tasks.set(found.get(RUNNING, (0, None))[0])
+        stats = QueueStats(queued=int(queued), oldest_age=time.time() - oldest if oldest else 0,
+                           running=int(found.get(RUNNING, (0, None))[0]))
+        metrics.queue_depth.set(stats.queued)
+        metrics.oldest_queued_age.set(stats.oldest_age)
+        metrics.running_tasks.set(stats.running)
+        return stats
