@@ -29,6 +29,7 @@ GEN = "/openai/images/generations"
 HEAD = "0003"
 REDIS = "redis://127.0.0.1:6379/0"
 on_both_backends = pytest.mark.usefixtures("backend")
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # about Redis
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +175,7 @@ def _wait(check, timeout: float = 30) -> float:  # type: ignore[no-untyped-def]
     raise AssertionError("condition not met in time")
 
 
+@sqlite_only
 @on_both_backends
 def test_redis_wakes_idle_workers_at_once(tmp_path: Path) -> None:
     data = tmp_path / "d"
@@ -198,6 +200,7 @@ def test_redis_wakes_idle_workers_at_once(tmp_path: Path) -> None:
             worker.wait(10)
 
 
+@sqlite_only
 @on_both_backends
 def test_redis_down_falls_back_to_polling(tmp_path: Path) -> None:
     data = tmp_path / "d"
@@ -242,6 +245,7 @@ def test_sigterm_hands_back_running_tasks(tmp_path: Path) -> None:
     assert len(ids) == 3
 
 
+@sqlite_only
 @on_both_backends
 def test_redis_channels_belong_to_the_deployment(tmp_path: Path) -> None:
     """Two deployments sharing one Redis keep apart by IMAGEGATE_RATE_LIMIT_PREFIX: task
