@@ -1,4 +1,5 @@
-"""Fake OpenAI and Gemini image upstreams for tests and local development.
+"""Fake image upstreams (OpenAI, Gemini, Azure OpenAI, Vertex AI with Google's token endpoint,
+OpenRouter) for tests and local development.
 
 Real HTTP servers on real sockets (so connection pooling, timeouts and resets behave as in
 production) that return real images, inject scripted faults and record every request::
@@ -15,14 +16,21 @@ import signal
 import sys
 import threading
 
+from imagegate.testing.azure_fake import FakeAzureOpenAI
 from imagegate.testing.gemini_fake import FakeGemini
 from imagegate.testing.openai_fake import FakeOpenAI
+from imagegate.testing.openrouter_fake import FakeOpenRouter
 from imagegate.testing.records import Fault, RecordedRequest, Response
 from imagegate.testing.server import FakeServer
+from imagegate.testing.vertex_fake import FakeGoogleOAuth, FakeVertex
 
 __all__ = [
+    "FakeAzureOpenAI",
     "FakeGemini",
+    "FakeGoogleOAuth",
     "FakeOpenAI",
+    "FakeOpenRouter",
+    "FakeVertex",
     "FakeServer",
     "Fault",
     "RecordedRequest",
