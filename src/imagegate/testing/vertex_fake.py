@@ -16,7 +16,8 @@ signed RS256 by the service account's private key (header ``kid`` = ``private_ke
 claims ``iss`` = ``client_email``, ``aud`` = ``https://oauth2.googleapis.com/token``,
 ``scope``, ``iat``, ``exp``, at most an hour apart). The fake checks the signature with
 the account's public key and answers ``{"access_token", "expires_in", "token_type":
-"Bearer"}``, or 400 ``invalid_grant`` ("Invalid JWT Signature.") as Google does. ``service_account_key()`` writes the key file.
+"Bearer"}``, or 400 ``invalid_grant`` ("Invalid JWT Signature.") as Google does.
+``service_account_key()`` writes a key file for a new account.
 """
 
 from __future__ import annotations
