@@ -30,7 +30,6 @@ PARAMETERS = (
 # The key's variable when an upstream does not name one (the providers say the same).
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY",
                    "azure": "AZURE_OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
-UPSTREAM_TYPES = ("openai", "gemini", "azure", "vertex", "openrouter", "sandbox")
 AUTO_PIXELS = 1024 * 1024  # size "auto" (gpt-image) is priced as a 1024x1024 image
 MAX_PRICE = Decimal(1_000_000)
 
