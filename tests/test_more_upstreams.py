@@ -287,3 +287,16 @@ def test_tokens_are_refreshed_before_they_expire_once_for_all(tmp_path: Path) ->
             assert tokens.refreshes == 2
 
         asyncio.run(run())
+
+
+@pytest.mark.parametrize(("upstream", "said"), [
+    ("{type: azure, api_key_env: K}", "type azure needs base_url"),
+    ("{type: azure, base_url: 'https://r.openai.azure.com', options: {auth: oauth}}",
+     "api-key or bearer"),
+    ("{type: bedrock}", "'openai', 'gemini', 'azure', 'vertex', 'openrouter' or 'sandbox'"),
+])
+def test_registry_refuses_an_unusable_upstream(upstream: str, said: str) -> None:
+    from imagegate.core.routing.registry import ConfigError, parse_registry
+
+    with pytest.raises(ConfigError, match=said):
+        parse_registry(f"upstreams: {{up: {upstream}}}\nmodels: {{}}\n", "test.yaml")

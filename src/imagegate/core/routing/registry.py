@@ -54,6 +54,17 @@ class UpstreamConfig(_Strict):
     fan_out: bool | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # what the type needs besides
 
+    @model_validator(mode="after")
+    def _type_needs(self) -> UpstreamConfig:
+        """What a type cannot work without, said when the registry loads."""
+        if self.type == "azure" and not self.base_url:
+            raise ValueError("type azure needs base_url: the resource endpoint, "
+                             "https://<resource>.openai.azure.com")
+        if self.type == "azure" and self.options.get("auth", "api-key") not in (
+                "api-key", "bearer"):
+            raise ValueError("options.auth of type azure is api-key or bearer")
+        return self
+
     @property
     def key_env(self) -> str | None:
         """The variable holding the key: ``api_key_env``, else the type's usual one."""
