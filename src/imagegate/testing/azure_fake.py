@@ -9,7 +9,9 @@ generations - Edit" and the schemas ``dalleErrorResponse``, ``dalleInnerError``,
   ``.../images/edits`` (multipart); ``api-version`` is required (without it Azure answers
   404 "Resource not found"); the deployment decides the model, the body names none.
 - Authentication by the ``api-key`` header or ``Authorization: Bearer`` (an Entra token);
-  a wrong key is 401 "Access denied due to invalid subscription key or wrong API endpoint".
+  a wrong key is 401 ``{"error": {"code": "401", "message": "Access denied due to invalid
+  subscription key or wrong API endpoint. ..."}}`` with an ``apim-request-id`` header (the
+  body and headers quoted from Azure in SciSharp/BotSharp issue 386).
 - Each image in a 200 carries ``prompt_filter_results`` and ``content_filter_results``
   (hate, sexual, violence, self_harm: ``{filtered, severity}``; profanity, jailbreak:
   ``{filtered, detected}``), as in the reference's example response.
@@ -19,7 +21,8 @@ generations - Edit" and the schemas ``dalleErrorResponse``, ``dalleInnerError``,
   "invalid_request_error"}}`` (the body quoted from Azure in BerriAI/litellm issue 16072).
 - 429 says "Requests to the ... Operation under Azure OpenAI API version ... have exceeded
   call rate limit ... Please retry after N seconds." with a Retry-After header; an unknown
-  deployment is 404 ``DeploymentNotFound``.
+  deployment is 404 ``DeploymentNotFound`` "The API deployment for this resource does not
+  exist." (as Azure clients' test suites on GitHub quote it).
 
 The image rules themselves (sizes, qualities, gpt-image-2 and transparency) are the OpenAI
 fake's, applied to the deployment's model.
