@@ -126,12 +126,17 @@ def test_every_seed_model_synchronously(gw: GatewayServer, token: str, fake: Ups
         assert sent.json["quality"] == "high"
 
 
-@pytest.mark.parametrize("model", ["gpt-image-2", "nano-banana", "nano-banana-or"])
-def test_asynchronously(gw: GatewayServer, token: str, fake: Upstreams, model: str) -> None:
+MODELS = [(model, kind) for model, kind, _, _ in SYNC]
+
+
+@pytest.mark.parametrize(("model", "kind"), MODELS)
+def test_every_seed_model_asynchronously(gw: GatewayServer, token: str, fake: Upstreams,
+                                         model: str, kind: str) -> None:
     r = post(gw, token, {"model": model, "prompt": "a harbour", "async": True})
     assert r.status_code == 200 and "data" not in r.json(), r.text
     task = wait_status(gw, token, r.json()["task_id"])
     assert task["status"] == "succeeded", task
+    assert len(getattr(fake, kind).requests) == 1
 
 
 @pytest.mark.parametrize(("model", "kind", "calls"), [
@@ -146,9 +151,9 @@ def test_n_in_one_call_or_fanned_out(gw: GatewayServer, token: str, fake: Upstre
         assert [q.json["n"] for q in sent] == calls
 
 
-@pytest.mark.parametrize(("model", "kind"), [
-    ("gpt-image-1", "azure"), ("nano-banana", "vertex"), ("nano-banana-or", "router")])
-def test_edits(gw: GatewayServer, token: str, fake: Upstreams, model: str, kind: str) -> None:
+@pytest.mark.parametrize(("model", "kind"), MODELS)
+def test_every_seed_model_edits(gw: GatewayServer, token: str, fake: Upstreams, model: str,
+                                kind: str) -> None:
     source = picture(BLUE, (512, 512))
     r = httpx.post(gw.url + EDITS, headers={"authorization": f"Bearer {token}"}, timeout=60,
                    data={"model": model, "prompt": "paint it red"},
