@@ -271,6 +271,8 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
         aspect_ratio = NANO_FIXED.get(size or "") or nearest_ratio(width, height, ratios)
         image_size = image_size_tier(width, height)
 
+    _served(model, {"background": background, "quality": quality, "style": style,
+                    "output_format": output_format, "moderation": moderation, "size": size})
     return model, Params(
         model=name, family=family, prompt=prompt, n=n or 1, size=size, width=width,
         height=height, aspect_ratio=aspect_ratio, image_size=image_size, quality=quality,
@@ -279,3 +281,16 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
         response_format=response_format or "url", callback_url=callback_url,
         is_async=is_async, trace_id=trace_id,
     )
+
+
+def _served(model: ModelConfig, values: dict[str, Any]) -> None:
+    """A value every channel's upstream model refuses (``unsupported``) is the client's
+    400 here, before anything is charged, rather than an upstream error later."""
+    refused = [channel.refuses(values) for channel in model.channels]
+    if all(refused):
+        field = refused[0]
+        assert field is not None
+        served = ", ".join(dict.fromkeys(c.model for c in model.channels))
+        raise BadRequest(
+            f"{field} {shown(values[field])} is not supported by {model.name}: it is served by "
+            f"{served}, which does not accept it; choose another {field}")
