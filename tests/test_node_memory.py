@@ -15,7 +15,7 @@ from imagegate.core.accounts.node_limits import NodeMemoryStorage
 from imagegate.core.node_memory import SLOTS, NodeMemory, key_hash
 
 LIMIT = 50
-WARM, COUNTED = 0.5, 1.5
+WARM, COUNTED = 1.5, 3.0  # past the first window, and long enough to average out a stall
 
 
 def _hammer(memory: NodeMemory, start_at: float, out: Any) -> None:

@@ -262,7 +262,7 @@ def test_a_process_that_dies_is_replaced(node: GatewayServer) -> None:
     assert pids(node, path="/v1/models")[replaced[0]] > 0
 
 
-GRACE = 5.0  # two grace periods (10 s) stand out from a loaded machine's overhead
+GRACE = 10.0  # one grace period plus a loaded machine's overhead stays below two
 
 
 def _wait_running(gw: GatewayServer, count: int, owners: int) -> None:
@@ -325,7 +325,7 @@ def test_in_flight_limit_and_sigterm_across_processes(tmp_path: Path) -> None:
         for r in stopped:
             assert "shutting down" in r.json()["error"]["message"]
             assert "nothing was charged" in r.json()["error"]["message"]
-        assert took < GRACE + 4, f"stopping took {took:.1f}s with a {GRACE:g}s grace period"
+        assert took < 2 * GRACE - 1, f"stopping took {took:.1f}s with a {GRACE:g}s grace period"
         # the ten requests (async, refused, stopped) came to both processes
         assert len(pids(gw, "request", path=GEN)) == 2
         stopping = [line for line in log_lines(gw) if line.get("event") == "processes_stopping"]
@@ -361,7 +361,7 @@ def test_worker_processes_share_the_queue_and_stop_together(tmp_path: Path) -> N
             proc.send_signal(signal.SIGTERM)
             proc.wait(GRACE + 15)
             took = time.monotonic() - started
-            assert took < GRACE + 4, took
+            assert took < 2 * GRACE - 1, took
             statuses = dict(db.query(data, "SELECT id, status FROM tasks"))
             assert [statuses[i] for i in ids] == ["queued"] * 3
             attempts = db.query(data, "SELECT max(attempts) FROM tasks")[0][0]

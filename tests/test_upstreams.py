@@ -343,7 +343,9 @@ def test_upstream_messages_are_scrubbed(gw: GatewayServer, token: str, fake) -> 
 
 def test_big_and_truncated_images(gw: GatewayServer, token: str, fake) -> None:
     openai = fake[0]
-    openai.script(Fault(image_bytes=20 * 1024 * 1024))
+    # every attempt: on a loaded machine the first can time out while the fake builds 27 MB
+    # of base64; the retry then gets the same (cached) picture
+    openai.always(Fault(image_bytes=20 * 1024 * 1024))
     r = post(gw, token, {"model": "gpt-image-2", "prompt": "big", "size": "1024x1024"})
     assert r.status_code == 200, r.text
     assert len(httpx.get(r.json()["data"][0]["url"]).content) > 19 * 1024 * 1024
