@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import credential, gateway
 from imagegate.api.openapi import AUTH, JSON_BODY, doc
+from imagegate.api.streaming import replayed, stream_answer, wants_stream
 from imagegate.core.accounts.money import format_credits
 from imagegate.core.generation import Job
 from imagegate.core.routing.params import is_trace_id
@@ -50,12 +51,16 @@ async def generations(request: Request) -> Response:
         if submitted.mode == "async":
             return _accepted(submitted.task_id, submitted.trace_id, replay=True)
         outcome = await gw.generation.wait_replay(submitted)
+        if wants_stream(body):
+            return await replayed(request, outcome, "image_generation")
         return _done(outcome.body, 0, replay=True)
     job: Job = submitted
     request.state.trace_id = job.trace_id
     request.state.task_id = job.task_id
     if job.is_async:
         return _accepted(job.task_id, job.trace_id)
+    if job.params.stream:
+        return await stream_answer(request, job, "image_generation")
     outcome = await gw.generation.run_sync(job)
     return _done(outcome.body, outcome.credits)
 

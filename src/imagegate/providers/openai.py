@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from imagegate.providers import http
+from imagegate.providers import http, openai_stream
 from imagegate.providers.base import (
     EditRequest,
     GeneratedImage,
@@ -16,6 +16,7 @@ from imagegate.providers.base import (
     UpstreamUnavailable,
 )
 from imagegate.providers.openai_edits import edit_form
+from imagegate.providers.streaming import StreamEvent
 
 if TYPE_CHECKING:  # providers take the config object, but never import the core
     from imagegate.core.routing.registry import UpstreamConfig
@@ -27,6 +28,15 @@ DEFAULT_SEND = {
                   "output_compression", "moderation", "user", "input_fidelity"),
     "nano-banana": ("prompt", "n", "size", "user"),
 }
+
+
+META_FIELDS = ("size", "quality", "background", "output_format")
+
+
+def meta_of(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The image fields of OpenAI's answer (ImagesResponse, or a stream's events)."""
+    meta = {f: payload[f] for f in META_FIELDS if isinstance(payload.get(f), str)}
+    return meta or None
 
 
 class OpenAIProvider:
@@ -65,6 +75,10 @@ class OpenAIProvider:
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         return await self._call(request, "generations", json=self.body(request))
+
+    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+        """Generations and edits with ``stream: true`` (SPEC section 8)."""
+        return openai_stream.stream(self, request)
 
     async def edit(self, request: EditRequest) -> ImageResult:
         """``POST /v1/images/edits``: the same fields, as multipart with the inputs."""
@@ -105,7 +119,7 @@ class OpenAIProvider:
             images.append(GeneratedImage(data, mime, revised if isinstance(revised, str)
                                          else None))
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        return ImageResult(images=images, usage=usage, upstream=channel)
+        return ImageResult(images=images, usage=usage, upstream=channel, meta=meta_of(payload))
 
     async def aclose(self) -> None:
         await self.client.aclose()
