@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, Self, TypeVar
@@ -74,6 +74,9 @@ class FakeServer:
         self._stopping: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._writers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._gate = threading.Event()  # cleared: streams wait before their next event
+        self._gate.set()
+        self._streams_finished = 0
 
     # ----- lifecycle -------------------------------------------------------------------
     @property
@@ -202,6 +205,33 @@ class FakeServer:
                 raise TimeoutError(f"only {len(self.requests)} of {count} requests arrived")
             await asyncio.sleep(0.005)
         return self.requests
+
+    # ----- streams --------------------------------------------------------------------
+    def hold_streams(self) -> None:
+        """Streams stop before their next event (each sends its first, then waits) until
+        :meth:`release_streams`: a test can see what reached the client meanwhile."""
+        self._gate.clear()
+
+    def release_streams(self) -> None:
+        self._gate.set()
+
+    @property
+    def streams_finished(self) -> int:
+        """Streamed answers sent to their end."""
+        with self._lock:
+            return self._streams_finished
+
+    async def events(self, frames: list[bytes], fault: Fault | None) -> AsyncIterator[bytes]:
+        """A stream's events one by one: the first at once, each next one once the gate is
+        open; ``fault.stream_cut`` drops the connection after that many."""
+        for sent, chunk in enumerate(frames):
+            if fault is not None and fault.stream_cut is not None and sent >= fault.stream_cut:
+                raise ConnectionResetError("stream_cut")
+            while sent and not self._gate.is_set():  # noqa: ASYNC110 - set from test threads
+                await asyncio.sleep(0.01)
+            yield chunk
+        with self._lock:
+            self._streams_finished += 1
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -351,6 +381,9 @@ class FakeServer:
 
     async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter,
                     response: Response, head: bool = False) -> None:
+        if response.stream is not None:
+            await self._send_stream(conn, writer, response)
+            return
         headers = [
             ("content-type", response.content_type),
             ("content-length", str(len(response.body))),
@@ -364,6 +397,26 @@ class FakeServer:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
         writer.write(b"".join(p for p in parts if p))
+        await writer.drain()
+
+    async def _send_stream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
+                           response: Response) -> None:
+        """No content-length: h11 sends it chunked, each chunk flushed as it comes."""
+        assert response.stream is not None
+        headers = [("content-type", response.content_type),
+                   ("date", email.utils.formatdate(usegmt=True)),
+                   ("server", self.server_header), *response.headers]
+        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers,
+                                            reason=_reason(response.status).encode())) or b"")
+        await writer.drain()
+        try:
+            async for chunk in response.stream:
+                writer.write(conn.send(h11.Data(data=chunk)) or b"")
+                await writer.drain()
+        except ConnectionResetError:
+            writer.transport.abort()
+            raise
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
     # ----- control plane (for `imagegate fake-upstream` users) ---------------------------
