@@ -173,6 +173,8 @@ class FakeServer:
             self._script.clear()
             self._always = None
             self._requests.clear()
+            self._streams_finished = 0
+        self._gate.set()
 
     @property
     def requests(self) -> list[RecordedRequest]:
