@@ -271,3 +271,23 @@ def test_concurrent_streams_each_complete(sdk: openai.OpenAI, fake: Fakes) -> No
     for t in threads:
         t.join(60)
     assert results == ["image_generation.completed"] * 4
+
+
+def test_a_repeated_stream_with_an_idempotency_key_is_replayed_uncharged(
+        gw: GatewayServer, token: str, fake: Fakes) -> None:
+    body = {"model": "gpt-image-2", "prompt": "once", "stream": True, "partial_images": 1}
+    sent = {**headers(token), "idempotency-key": "stream-replay-1"}
+    before = balance(gw, token)
+    first = httpx.post(gw.url + GEN, json=body, headers=sent, timeout=30)
+    again = httpx.post(gw.url + GEN, json=body, headers=sent, timeout=30)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-task-id"] == first.headers["x-task-id"]
+    (block,) = [b for b in again.text.split("\n\n") if b]
+    name, data = block.split("\n")
+    assert name == "event: image_generation.completed"
+    replayed = orjson.loads(data.removeprefix("data: "))
+    completed = orjson.loads(first.text.split("\n\n")[1].split("\n")[1].removeprefix("data: "))
+    assert replayed["b64_json"] == completed["b64_json"]
+    assert replayed["url"] == completed["url"]
+    assert round(before - balance(gw, token), 3) == 0.053
+    assert len(fake[0].requests) == 1
