@@ -96,12 +96,19 @@ def doc(summary: str, tag: str, *, ok: str | dict[str, Any] | None = None, statu
 def stream_content(prefix: str) -> dict[str, Any]:
     """``stream: true``: Server-Sent Events as OpenAI streams images."""
     return {
-        "schema": {"type": "string", "description": (
-            f"Server-Sent Events: `event: {prefix}.partial_image` (up to `partial_images` of "
-            f"them), then one `event: {prefix}.completed` per image, each followed by "
-            "`data: <json>` (the ImageStreamEvent schema) and a blank line. A failure after "
-            "the first event ends the stream with one `event: error` whose data is the Error "
-            "body; nothing is charged then. Headers: X-Task-Id and X-Trace-Id.")},
+        "schema": {
+            "type": "object", "description": (
+                f"Server-Sent Events: `event: {prefix}.partial_image` (up to `partial_images` "
+                f"of them), then one `event: {prefix}.completed` per image, each followed by "
+                "`data: <json>` (the ImageStreamEvent schema) and a blank line. A failure after "
+                "the first event ends the stream with one `event: error` whose data is the "
+                "Error body; nothing is charged then. Headers: X-Task-Id and X-Trace-Id."),
+            "properties": {
+                "event": {"type": "string", "enum": [f"{prefix}.partial_image",
+                                                     f"{prefix}.completed", "error"]},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"anyOf": [ref("ImageStreamEvent"), ref("Error")]}}},
+            "required": ["event", "data"]},
         "example": (f"event: {prefix}.partial_image\ndata: {{\"type\":\"{prefix}."
                     "partial_image\",\"b64_json\":\"iVBORw0...\",\"partial_image_index\":0,"
                     "\"size\":\"1024x1024\",\"quality\":\"medium\",\"background\":"
