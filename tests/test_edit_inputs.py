@@ -23,7 +23,10 @@ from tests.support.edits import (
 )
 from tests.support.server import GatewayServer
 
-pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+# what these check happens above the database: SQLite only (the database layer runs on
+# both in test_billing, test_crash_safety, test_hardening, test_scaleout ...)
+pytestmark = [pytest.mark.usefixtures("backend"),
+              pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 MAX_IMAGE = 2_000_000
 MAX_REQUEST = 5_000_000

@@ -1,5 +1,7 @@
-"""n > 1 on upstreams that make one image per call: n calls at once, each retried and failed
-over on its own, and an image once made is never asked for (and paid for) again."""
+"""Routing choices. n > 1 on upstreams that make one image per call: n calls at once, each
+retried and failed over on its own, and an image once made is never asked for (and paid
+for) again. Values an upstream model refuses (gpt-image-2: background transparent): the
+channel is skipped, and a 400 naming the parameter when no channel is left."""
 
 from __future__ import annotations
 
@@ -32,13 +34,39 @@ RELAYED = """
     channels:
       - upstream: openai
         model: gemini-2.5-flash-image
-        fan_out: true
   nano-banana-relay-batched:
     family: nano-banana
     price: 0.14
     channels:
       - upstream: openai
         model: gemini-2.5-flash-image
+        fan_out: false
+  gpt-image-1-packaged:
+    family: gpt-image
+    price: 0.042
+    sizes: [1024x1024, 1536x1024, 1024x1536]
+    channels:
+      - upstream: openai
+        model: gpt-image-2
+        unsupported: {background: [transparent]}
+  gpt-image-1-mixed:
+    family: gpt-image
+    price: 0.042
+    sizes: [1024x1024, 1536x1024, 1024x1536]
+    channels:
+      - upstream: openai
+        model: gpt-image-2
+        unsupported: {background: [transparent]}
+      - upstream: openai
+        model: gpt-image-1-mini
+        priority: 1
+  gpt-image-fanned:
+    family: gpt-image
+    price: 0.05
+    sizes: flexible
+    channels:
+      - upstream: openai-one-per-call
+        model: gpt-image-2
   nano-banana-failover:
     family: nano-banana
     price: 0.14
@@ -62,8 +90,15 @@ def fakes() -> Iterator[Fakes]:
 @pytest.fixture(scope="module")
 def gw(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     data = tmp_path_factory.mktemp("fan-out")
-    config = write_config(data / "models.yaml",
-                          registry_yaml(fakes[0], fakes[1], max_retries=2) + RELAYED)
+    text = registry_yaml(fakes[0], fakes[1], max_retries=2).replace("models:\n", f"""
+  openai-one-per-call:
+    type: openai
+    base_url: {fakes[0].base_url}
+    api_key_env: TEST_OPENAI_KEY
+    fan_out: true
+models:
+""", 1)
+    config = write_config(data / "models.yaml", text + RELAYED)
     server = GatewayServer(data / "d", "--config", str(config), env=NO_BREAKER).start()
     yield server
     server.stop()
@@ -108,6 +143,17 @@ def test_images_made_are_kept_when_the_rest_fail_over(gw: GatewayServer, token: 
     assert upstream == "gemini/gemini-2.5-flash-image,openai/gemini-2.5-flash-image"
 
 
+def test_an_upstream_can_declare_one_image_per_call(gw: GatewayServer, token: str,
+                                                    fake) -> None:
+    openai = fake[0]
+    r = post(gw, token, {"model": "gpt-image-fanned", "prompt": "figs", "n": 3})
+    _images(r, 3)
+    assert [q.json["n"] for q in openai.requests] == [1, 1, 1]
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "figs", "n": 3})  # the same fake
+    _images(r, 3)
+    assert [q.json["n"] for q in openai.requests[3:]] == [3]
+
+
 def test_a_gemini_model_behind_an_openai_channel(gw: GatewayServer, token: str, fake) -> None:
     openai = fake[0]
     r = post(gw, token, {"model": "nano-banana-relay", "prompt": "plums", "n": 2,
@@ -119,7 +165,7 @@ def test_a_gemini_model_behind_an_openai_channel(gw: GatewayServer, token: str, 
     images = sdk.images.generate(model="nano-banana-relay", prompt="plums", n=3)
     assert len(images.data) == 3 and all(i.url for i in images.data)
     assert len(openai.requests) == 2 + 3
-    # what the same channel does without fan_out: the relay passes Google's refusal on
+    # what the same channel does with fan_out turned off: the relay passes Google's refusal on
     r = post(gw, token, {"model": "nano-banana-relay-batched", "prompt": "plums", "n": 2})
     assert "Multiple candidates is not enabled" in error_of(r, 400, "bad_request")
     assert post(gw, token, {"model": "nano-banana-relay-batched",
@@ -153,3 +199,41 @@ def test_an_answer_without_an_image_is_retried_once_and_quoted(
     gemini.reset()
     gemini.script(fault)  # once only: the retry draws
     assert post(gw, token, {"model": "nano-banana", "prompt": "an apple"}).status_code == 200
+
+
+def _balance(gw: GatewayServer) -> object:
+    return db.query(gw.data_dir, "SELECT balance FROM credentials WHERE name = 'test'")
+
+
+def test_a_transparent_gpt_image_1_is_refused_before_anything_is_charged(
+        gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    before = _balance(gw)
+    body = {"model": "gpt-image-1-packaged", "prompt": "a sticker", "background": "transparent"}
+    message = error_of(post(gw, token, body), 400, "bad_request")
+    assert "background" in message and "gpt-image-2" in message, message
+    assert openai.requests == [] and _balance(gw) == before
+    assert post(gw, token, {**body, "background": "opaque"}).status_code == 200
+    assert openai.requests[0].json["background"] == "opaque"
+
+
+def test_without_the_declaration_gpt_image_2_refuses_it_and_nothing_is_charged(
+        gw: GatewayServer, token: str, fake) -> None:
+    openai = fake[0]
+    before = _balance(gw)
+    r = post(gw, token, {"model": "gpt-image-1", "prompt": "a sticker",
+                         "background": "transparent"})
+    assert "Transparent background is not supported" in error_of(r, 400, "bad_request")
+    assert len(openai.requests) == 1 and _balance(gw) == before  # a refusal: not retried
+
+
+def test_a_refused_value_goes_to_the_channel_that_takes_it(gw: GatewayServer, token: str,
+                                                           fake) -> None:
+    openai = fake[0]
+    r = post(gw, token, {"model": "gpt-image-1-mixed", "prompt": "a sticker",
+                         "background": "transparent", "response_format": "b64_json"})
+    assert r.status_code == 200, r.text
+    assert [(q.json["model"], q.json["background"]) for q in openai.requests] == [
+        ("gpt-image-1-mini", "transparent")]
+    post(gw, token, {"model": "gpt-image-1-mixed", "prompt": "a poster"})
+    assert openai.requests[1].json["model"] == "gpt-image-2"

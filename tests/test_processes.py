@@ -105,8 +105,12 @@ def test_the_sandbox_demo_token_is_created_once_and_works_everywhere(
     assert len(children(node)) == 2
     names = db.query(node.data_dir, "SELECT name FROM credentials")
     assert names == [("demo",)]
-    responses = asyncio.run(fresh_connections(node.url, node.demo_token(), 24))
-    assert {r.status_code for r in responses} == {200}
+    # a loaded machine can let one process accept a whole burst: send bursts until both served
+    for _ in range(20):
+        responses = asyncio.run(fresh_connections(node.url, node.demo_token(), 24))
+        assert {r.status_code for r in responses} == {200}
+        if len(pids(node, path="/v1/models")) == 2:
+            break
     assert len(pids(node, path="/v1/models")) == 2
 
 

@@ -29,6 +29,7 @@ GEN = "/openai/images/generations"
 HEAD = "0003"
 REDIS = "redis://127.0.0.1:6379/0"
 on_both_backends = pytest.mark.usefixtures("backend")
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # about Redis
 
 
 @pytest.fixture(scope="module")
@@ -174,25 +175,32 @@ def _wait(check, timeout: float = 30) -> float:  # type: ignore[no-untyped-def]
     raise AssertionError("condition not met in time")
 
 
+@sqlite_only
 @on_both_backends
 def test_redis_wakes_idle_workers_at_once(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    channel_env = {"IMAGEGATE_REDIS_URL": REDIS, "IMAGEGATE_POLL_INTERVAL": "30",
-                   "IMAGEGATE_RATE_LIMIT_PREFIX": f"test-{uuid.uuid4().hex[:8]}"}
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    channel_env = {"IMAGEGATE_REDIS_URL": REDIS, "IMAGEGATE_POLL_INTERVAL": "90",
+                   "IMAGEGATE_RATE_LIMIT_PREFIX": prefix}
     with GatewayServer(data, "--sandbox", env={**channel_env, "IMAGEGATE_WORKERS": "0"}) as api:
         token = api.demo_token()
         worker = _worker(api, channel_env)
         try:
-            time.sleep(2)  # the worker has subscribed and gone idle on a 30 s poll
+            listeners = redis.Redis.from_url(REDIS)
+            _wait(lambda: dict(listeners.pubsub_numsub(f"{prefix}:tasks-queued"))
+                  .get(f"{prefix}:tasks-queued".encode(), 0) >= 1, timeout=60)
+            listeners.close()
+            time.sleep(1)  # past the worker's first poll: now idle on a 90 s one
             (task_id,) = _submit_async(api, token, 1)
             took = _wait(lambda: db.query(data, "SELECT status FROM tasks WHERE id = ?",
-                                          task_id) == [("succeeded",)], timeout=20)
-            assert took < 10  # far below the 30 s poll: Redis woke it
+                                          task_id) == [("succeeded",)], timeout=45)
+            assert took < 30  # far below the 90 s poll: Redis woke it
         finally:
             worker.terminate()
             worker.wait(10)
 
 
+@sqlite_only
 @on_both_backends
 def test_redis_down_falls_back_to_polling(tmp_path: Path) -> None:
     data = tmp_path / "d"
@@ -237,6 +245,7 @@ def test_sigterm_hands_back_running_tasks(tmp_path: Path) -> None:
     assert len(ids) == 3
 
 
+@sqlite_only
 @on_both_backends
 def test_redis_channels_belong_to_the_deployment(tmp_path: Path) -> None:
     """Two deployments sharing one Redis keep apart by IMAGEGATE_RATE_LIMIT_PREFIX: task

@@ -12,7 +12,10 @@ from PIL import Image
 
 from tests.support.server import GatewayServer
 
-pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+# what these check happens above the database: SQLite only (the database layer runs on
+# both in test_billing, test_crash_safety, test_hardening, test_scaleout ...)
+pytestmark = [pytest.mark.usefixtures("backend"),
+              pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 GPT2_SCENES = [
     ("A cinematic portrait of a young woman standing in a convenience store at night, "

@@ -27,7 +27,10 @@ from tests.support.upstreams import (
     start_gateway,
 )
 
-pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+# what these check happens above the database: SQLite only (the database layer runs on
+# both in test_billing, test_crash_safety, test_hardening, test_scaleout ...)
+pytestmark = [pytest.mark.usefixtures("backend"),
+              pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 
 @pytest.fixture(scope="module")

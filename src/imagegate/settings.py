@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(default=16, ge=1)
     default_concurrency: int = Field(default=10, ge=1)  # in-flight generations per credential
     max_queued: int = Field(default=1000, ge=1)  # queued async tasks per credential
+    # seconds a sync request over its credential's concurrency waits for a slot; 0: 429 now
+    slot_wait: float = Field(default=0.0, ge=0, le=3600)
     retry_backoff_base: float = Field(default=0.5, gt=0)  # upstream retries: base of doubling
     retry_backoff_cap: float = Field(default=30.0, gt=0)
     breaker_threshold: int = Field(default=5, ge=1)  # consecutive failures that cool a channel

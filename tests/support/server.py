@@ -53,7 +53,7 @@ class GatewayServer:
         self.proc: subprocess.Popen[str] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30) -> GatewayServer:
+    def start(self, timeout: float = 60) -> GatewayServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(

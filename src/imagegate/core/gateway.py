@@ -106,6 +106,7 @@ class Gateway:
             registry=registry, router=router, host=host, tasks=tasks, policy=policy,
             notifier=notifier, node_id=node, sync_wait=settings.sync_wait, unavailable=unavailable,
             default_concurrency=settings.default_concurrency, max_queued=settings.max_queued,
+            slot_wait=settings.slot_wait,
         )
         files_base = settings.resolved_files_base_url()
         reader = Reader(store, policy, [f"{files_base}/",

@@ -33,6 +33,7 @@ from imagegate.core.ssrf import CallbackPolicy
 from imagegate.core.tasks.idempotency import Idempotency, Replay
 from imagegate.core.tasks.intake import Intake
 from imagegate.core.tasks.notify import QueueNotifier
+from imagegate.core.tasks.slots import SlotWaiter
 from imagegate.core.tasks.store import QUEUED, RUNNING, Claimed, TaskStore
 from imagegate.db.models import MICRO, Credential
 from imagegate.providers.base import (
@@ -102,7 +103,7 @@ class GenerationService:
                  tasks: TaskStore, policy: CallbackPolicy, notifier: QueueNotifier,
                  node_id: str, sync_wait: float,
                  unavailable: dict[str, list[str]], default_concurrency: int = 10,
-                 max_queued: int = 1000) -> None:
+                 max_queued: int = 1000, slot_wait: float = 0.0) -> None:
         self.registry = registry
         self.router = router
         self.host = host
@@ -116,6 +117,7 @@ class GenerationService:
         self.max_queued = max_queued
         self.idempotency = Idempotency(self.sessions)
         self.intake = Intake(self.sessions)
+        self.slots = SlotWaiter(slot_wait)
         self.notifier = notifier
         self._running: set[asyncio.Task[Outcome]] = set()
         self._leases: dict[str, tuple[str, asyncio.Task[Any]]] = {}
@@ -175,7 +177,7 @@ class GenerationService:
         # (workers run at most that many per credential) up to max_queued.
         limit = self.max_queued if is_async else self.concurrency_of(credential)
         try:
-            await self.intake.admit(row, job.cost, limit)
+            await self.admit(row, job.cost, limit)
         except Exception as e:
             if idempotency_key is not None and self.idempotency.is_conflict(e):
                 replay = await self.idempotency.find(credential.id, idempotency_key, body)
@@ -186,11 +188,26 @@ class GenerationService:
             self.notifier.notify()
         return job
 
+    async def admit(self, row: dict[str, Any], cost: int, limit: int) -> None:
+        """Record the task and hold its cost; a synchronous one over the concurrency limit
+        waits for a slot (``slot_wait``) before its 429."""
+        if row["status"] != RUNNING or self.slots.wait <= 0:
+            await self.intake.admit(row, cost, limit)
+            return
+
+        def restamp() -> None:  # it starts when admitted, not when it began to wait
+            now = time.time()
+            row.update(created_at=now, started_at=now, lease_until=now + self.tasks.lease)
+
+        await self.slots.admit(str(row["credential_id"]),
+                               lambda: self.intake.admit(row, cost, limit), restamp)
+
     async def run_sync(self, job: Job) -> Outcome:
         """Run inline; past the sync wait the client gets 504 while the task carries on."""
         runner = asyncio.create_task(self.run(job, self.node_id, inline=True))
         self._running.add(runner)
         runner.add_done_callback(self._running.discard)
+        runner.add_done_callback(lambda _: self.slots.ended(job.credential_id))
         try:
             return await asyncio.wait_for(asyncio.shield(runner), self.sync_wait)
         except TimeoutError:

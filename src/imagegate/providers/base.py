@@ -166,12 +166,18 @@ class Provider(Protocol):
 
     async def edit(self, request: EditRequest) -> ImageResult: ...
 
-    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
-        """The images as the upstream sends them, with interim pictures (SPEC section 8);
-        an :class:`EditRequest` streams an edit."""
-        ...
 
     async def aclose(self) -> None: ...
+
+
+class StreamingProvider(Provider, Protocol):
+    """An upstream that also streams (SPEC section 8); one that does not is answered whole,
+    as completed images only."""
+
+    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+        """The images as the upstream sends them, with interim pictures; an
+        :class:`EditRequest` streams an edit."""
+        ...
 
 
 class DeadlineExceeded(ProviderError):

@@ -13,6 +13,7 @@ from imagegate.providers.base import (
     ImageRequest,
     ImageResult,
     NoImage,
+    ProviderError,
     UpstreamAuthError,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -92,16 +93,14 @@ class GeminiProvider:
     async def generate(self, request: ImageRequest) -> ImageResult:
         """One generateContent call: one image per candidate."""
         channel = f"{self.name}/{request.upstream_model}"  # what messages name, never the URL
-        if not self.api_key:
-            raise UpstreamAuthError(f"upstream {channel} has no API key: set {self.key_env}")
-        url = f"{self.base_url}/v1beta/models/{request.upstream_model}:generateContent"
+        headers = await self.auth_headers(channel)
         try:
-            response = await self.client.post(url, json=self.body(request),
-                                              headers={"x-goog-api-key": self.api_key})
+            response = await self.client.post(self.endpoint(request), json=self.body(request),
+                                              headers=headers)
         except http.TransportError as e:
             raise http.transport_error(channel, e) from None
         if response.status != 200:
-            raise http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
+            raise self.classify(channel, response)
         payload = http.json_body(response)
         if not isinstance(payload, dict):
             raise UpstreamUnavailable(f"upstream {channel} sent a body that is not JSON")
@@ -116,6 +115,17 @@ class GeminiProvider:
         usage = payload.get("usageMetadata")
         return ImageResult(images=images, usage=usage if isinstance(usage, dict) else None,
                            upstream=channel)
+
+    def endpoint(self, request: ImageRequest) -> str:
+        return f"{self.base_url}/v1beta/models/{request.upstream_model}:generateContent"
+
+    async def auth_headers(self, channel: str) -> dict[str, str]:
+        if not self.api_key:
+            raise UpstreamAuthError(f"upstream {channel} has no API key: set {self.key_env}")
+        return {"x-goog-api-key": self.api_key}
+
+    def classify(self, channel: str, response: http.UpstreamResponse) -> ProviderError:
+        return http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
 
     async def _image(self, channel: str, candidate: dict[str, Any]) -> GeneratedImage:
         reason = candidate.get("finishReason")

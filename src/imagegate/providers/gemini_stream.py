@@ -21,7 +21,6 @@ from imagegate.providers import http, sse
 from imagegate.providers.base import (
     ContentBlocked,
     ImageRequest,
-    UpstreamAuthError,
     UpstreamUnavailable,
 )
 from imagegate.providers.client import UpstreamResponse
@@ -37,24 +36,21 @@ async def stream(provider: GeminiProvider, request: ImageRequest) -> AsyncIterat
     from imagegate.providers.gemini import _get
 
     channel = f"{provider.name}/{request.upstream_model}"
-    if not provider.api_key:
-        raise UpstreamAuthError(f"upstream {channel} has no API key: set {provider.key_env}")
-    url = (f"{provider.base_url}/v1beta/models/{request.upstream_model}"
-           ":streamGenerateContent?alt=sse")
+    headers = await provider.auth_headers(channel)
+    url = provider.endpoint(request).replace(":generateContent", ":streamGenerateContent")
+    url += ("&" if "?" in url else "?") + "alt=sse"
     answer: list[dict[str, Any]] = []  # the candidate's parts that are not thoughts
     reason: Any = None
     message: Any = None
     usage: dict[str, Any] | None = None
     drafts = 0
     try:
-        async with provider.client.stream(
-                "POST", url, json=provider.body(request),
-                headers={"x-goog-api-key": provider.api_key}) as response:
+        async with provider.client.stream("POST", url, json=provider.body(request),
+                                          headers=headers) as response:
             if response.status != 200:
                 whole = UpstreamResponse(response.status, response.headers,
                                          await response.content.read(1 << 20))
-                raise http.classify(channel, whole, provider.scrub,
-                                    auth_hint=f"; check {provider.key_env}")
+                raise provider.classify(channel, whole)
             async for event in sse.events(response, MAX_EVENT):
                 chunk = _json(channel, event.data)
                 if isinstance(chunk.get("error"), dict):

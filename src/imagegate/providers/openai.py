@@ -1,4 +1,5 @@
-"""OpenAI Images API (and anything that speaks it: Azure-style proxies, another imagegate)."""
+"""OpenAI Images API (and anything that speaks it: relays, another imagegate; Azure OpenAI's
+deployments are ``azure``, a subclass)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from imagegate.providers.base import (
     GeneratedImage,
     ImageRequest,
     ImageResult,
+    ProviderError,
     UpstreamAuthError,
     UpstreamUnavailable,
 )
@@ -73,6 +75,15 @@ class OpenAIProvider:
             body[field] = value
         return body
 
+    def endpoint(self, request: ImageRequest, operation: str) -> str:
+        return f"{self.base_url}/v1/images/{operation}"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"}
+
+    def classify(self, channel: str, response: http.UpstreamResponse) -> ProviderError:
+        return http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
+
     async def generate(self, request: ImageRequest) -> ImageResult:
         return await self._call(request, "generations", json=self.body(request))
 
@@ -91,13 +102,16 @@ class OpenAIProvider:
             raise UpstreamAuthError(f"upstream {channel} has no API key: set {self.key_env}")
         try:
             response = await self.client.post(
-                f"{self.base_url}/v1/images/{operation}", json=json, data=data,
-                headers={"authorization": f"Bearer {self.api_key}"})
+                self.endpoint(request, operation), json=json, data=data,
+                headers=self.auth_headers())
         except http.TransportError as e:
             raise http.transport_error(channel, e) from None
         if response.status != 200:
-            raise http.classify(channel, response, self.scrub, auth_hint=f"; check {self.key_env}")
-        payload = http.json_body(response)
+            raise self.classify(channel, response)
+        return await self.result_of(channel, http.json_body(response))
+
+    async def result_of(self, channel: str, payload: Any) -> ImageResult:
+        """An ImagesResponse's images (b64_json, or a URL to download), usage and fields."""
         if not isinstance(payload, dict):
             raise UpstreamUnavailable(f"upstream {channel} sent a body that is not JSON")
         items = payload.get("data")

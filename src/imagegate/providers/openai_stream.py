@@ -50,17 +50,25 @@ async def stream(provider: OpenAIProvider, request: ImageRequest) -> AsyncIterat
     edit = isinstance(request, EditRequest)
     payload: dict[str, Any] = ({"data": edit_form(body, request)} if edit  # type: ignore[arg-type]
                                else {"json": body})
-    url = f"{provider.base_url}/v1/images/{'edits' if edit else 'generations'}"
+    url = provider.endpoint(request, "edits" if edit else "generations")
     done = 0
     try:
         async with provider.client.stream(
-                "POST", url, headers={"authorization": f"Bearer {provider.api_key}",
-                                      "accept": "text/event-stream"}, **payload) as response:
+                "POST", url, headers={**provider.auth_headers(), "accept": "text/event-stream"},
+                **payload) as response:
             if response.status != 200:
                 answer = UpstreamResponse(response.status, response.headers,
                                           await response.content.read(1 << 20))
-                raise http.classify(channel, answer, provider.scrub,
-                                    auth_hint=f"; check {provider.key_env}")
+                raise provider.classify(channel, answer)
+            if response.content_type == "application/json":
+                # an OpenAI-compatible upstream that ignores `stream` answers whole
+                whole = UpstreamResponse(200, response.headers, await response.read())
+                result = await provider.result_of(channel, http.json_body(whole))
+                for image in result.images:
+                    yield FinalImage(done, image, result.usage if not done else None,
+                                     result.meta)
+                    done += 1
+                return
             async for event in sse.events(response, MAX_EVENT):
                 if event.data.strip() == "[DONE]":
                     break

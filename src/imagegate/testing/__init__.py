@@ -1,4 +1,5 @@
-"""Fake OpenAI and Gemini image upstreams for tests and local development.
+"""Fake image upstreams (OpenAI, Gemini, Azure OpenAI, Vertex AI with Google's token endpoint,
+OpenRouter) for tests and local development.
 
 Real HTTP servers on real sockets (so connection pooling, timeouts and resets behave as in
 production) that return real images, inject scripted faults and record every request::
@@ -15,14 +16,21 @@ import signal
 import sys
 import threading
 
+from imagegate.testing.azure_fake import FakeAzureOpenAI
 from imagegate.testing.gemini_fake import FakeGemini
 from imagegate.testing.openai_fake import FakeOpenAI
+from imagegate.testing.openrouter_fake import FakeOpenRouter
 from imagegate.testing.records import Fault, RecordedRequest, Response
 from imagegate.testing.server import FakeServer
+from imagegate.testing.vertex_fake import FakeGoogleOAuth, FakeVertex
 
 __all__ = [
+    "FakeAzureOpenAI",
     "FakeGemini",
+    "FakeGoogleOAuth",
     "FakeOpenAI",
+    "FakeOpenRouter",
+    "FakeVertex",
     "FakeServer",
     "Fault",
     "RecordedRequest",
@@ -31,13 +39,15 @@ __all__ = [
     "serve_forever",
 ]
 
-DEFAULT_KEYS = {"openai": "sk-test", "gemini": "gm-test"}  # also `imagegate fake-upstream`'s
+# also `imagegate fake-upstream`'s
+DEFAULT_KEYS = {"openai": "sk-test", "gemini": "gm-test", "azure": "az-test",
+                "openrouter": "or-test"}
 
 
 def make_fake(kind: str, *, host: str = "127.0.0.1", port: int = 0,
               api_key: str | None = None, latency: float = 0.0,
               url_ttl: float | None = None) -> FakeServer:
-    """A fake of the given kind ("openai" or "gemini"), not yet started.
+    """A fake of the given kind (openai, gemini, azure, openrouter), not yet started.
 
     ``url_ttl`` (seconds an OpenAI image link stays valid) only applies to openai.
     """
@@ -47,7 +57,12 @@ def make_fake(kind: str, *, host: str = "127.0.0.1", port: int = 0,
                           **({"url_ttl": url_ttl} if url_ttl is not None else {}))
     if kind == "gemini":
         return FakeGemini(key, host=host, port=port, latency=latency)
-    raise ValueError(f"unknown fake upstream kind {kind!r} (expected 'openai' or 'gemini')")
+    if kind == "azure":
+        return FakeAzureOpenAI(key, host=host, port=port, latency=latency)
+    if kind == "openrouter":
+        return FakeOpenRouter(key, host=host, port=port, latency=latency)
+    raise ValueError(f"unknown fake upstream kind {kind!r} (expected openai, gemini, azure "
+                     "or openrouter)")
 
 
 def serve_forever(kind: str, host: str, port: int, api_key: str | None = None, *,

@@ -8,6 +8,11 @@ image models on this endpoint: ``size`` picks the nearest aspect ratio, and sinc
 makes one image per call they pass Google's refusal of ``n`` > 1 on as a 400
 ("Multiple candidates is not enabled for models/..."). The fake does the same for
 ``gemini-*`` models.
+
+gpt-image-2 refuses ``background: transparent`` with a 400 naming ``background`` (type
+``image_generation_user_error``): "Transparent background is not supported for this model."
+(OpenAI's image generation guide: gpt-image-2 does not support transparent backgrounds;
+reports of the exact error in public repositories and on dev.to, Aug-Oct 2026).
 """
 
 from __future__ import annotations
@@ -37,13 +42,14 @@ class ModelRules:
     qualities: tuple[str, ...]
     max_n: int
     max_prompt: int
+    transparent: bool = True  # background "transparent" accepted
 
 
 GPT_IMAGE_SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
 GPT_IMAGE_QUALITIES = ("low", "medium", "high", "auto")
 MODELS: dict[str, ModelRules] = {
     "gpt-image-2": ModelRules("gpt-image", GPT_IMAGE_PARAMS, None, GPT_IMAGE_QUALITIES, 10,
-                              32000),
+                              32000, transparent=False),
     "gpt-image-1": ModelRules("gpt-image", GPT_IMAGE_PARAMS, GPT_IMAGE_SIZES,
                               GPT_IMAGE_QUALITIES, 10, 32000),
     "gpt-image-1-mini": ModelRules("gpt-image", GPT_IMAGE_PARAMS, GPT_IMAGE_SIZES,
@@ -219,6 +225,9 @@ def validate(body: Any) -> ImageParams:
     if compression is not None and compression < 100 and output_format == "png":
         raise OpenAIError(400, "Compression less than 100 is not supported for PNG output "
                           "format.", "output_compression", "invalid_value")
+    if background == "transparent" and not rules.transparent:
+        raise OpenAIError(400, "Transparent background is not supported for this model.",
+                          "background", None, "image_generation_user_error")
     if background == "transparent" and output_format == "jpeg":
         raise OpenAIError(400, "Transparent background is not supported for output format "
                           "'jpeg'. Use 'png' or 'webp'.", "background", "invalid_value")

@@ -13,7 +13,7 @@ from imagegate.api.console import auth, credentials, exports, reports
 from imagegate.api.console.web import PREFIX, SignInRequired, admin_key, redirect
 from imagegate.core.errors import NoApi
 
-static = APIRouter()
+static = APIRouter(include_in_schema=False)  # the console is pages, not API
 TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".txt": "text/plain; charset=utf-8"}
 

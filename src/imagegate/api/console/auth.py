@@ -23,7 +23,7 @@ from imagegate.api.deps import gateway
 from imagegate.core.accounts import admin_access
 from imagegate.core.errors import ApiError, Forbidden
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, include_in_schema=False)  # pages, not API
 HOME = f"{PREFIX}/credentials"
 
 

@@ -29,7 +29,7 @@ from imagegate.core.accounts.credentials import KNOWN_SCOPES
 from imagegate.core.errors import ApiError, BadRequest
 from imagegate.db.models import Credential
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, include_in_schema=False)  # pages, not API
 PAGE = 100
 DONE = {"created": "Credential created.", "saved": "Changes saved.",
         "topup": "Credits added.", "disabled": "Credential disabled: its token answers 403.",

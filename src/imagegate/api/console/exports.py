@@ -12,12 +12,16 @@ from fastapi.responses import Response, StreamingResponse
 from imagegate.api.admin import admin
 from imagegate.api.console.web import current_session
 from imagegate.api.deps import gateway
+from imagegate.api.openapi import doc
 from imagegate.core import usage
 from imagegate.core.errors import NoApi
 from imagegate.core.tasks import browse
 
 router = APIRouter(prefix="/admin")
 CSV = "text/csv; charset=utf-8"
+TEXT = {"type": "string"}
+QUERY = ("Query: `from`, `to` (UTC dates, inclusive), `credential`, `model`, `type`; the admin "
+         "key or a console session.")
 
 
 async def _allowed(request: Request) -> None:
@@ -33,7 +37,9 @@ def _attachment(name: str, f: usage.UsageFilter) -> dict[str, str]:
             "Cache-Control": "no-store"}
 
 
-@router.get("/usage.csv")
+@router.get("/usage.csv", **doc(
+    "Usage as CSV", "admin", ok=TEXT, media="text/csv", errors=(400, 401, 429),
+    auth="adminKey", description=QUERY + " `by`: any of day, credential, model, type."))
 async def usage_csv(request: Request) -> Response:
     """Query: ``from``, ``to`` (UTC dates, inclusive), ``credential``, ``model``, ``type``
     and ``by`` (any of day, credential, model, type; comma-separated)."""
@@ -46,7 +52,9 @@ async def usage_csv(request: Request) -> Response:
                     headers=_attachment("usage", f))
 
 
-@router.get("/ledger.csv")
+@router.get("/ledger.csv", **doc(
+    "The ledger as CSV", "admin", ok=TEXT, media="text/csv", errors=(400, 401, 429),
+    auth="adminKey", description=QUERY))
 async def ledger_csv(request: Request) -> Response:
     """Every credit movement the filters select (``by`` does not apply), oldest first."""
     await _allowed(request)
@@ -55,7 +63,9 @@ async def ledger_csv(request: Request) -> Response:
                              headers=_attachment("ledger", f))
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", **doc(
+    "Any credential's task record", "admin", ok={"type": "object"}, errors=(401, 404, 429),
+    auth="adminKey"))
 async def task_json(task_id: str, request: Request) -> Response:
     """Any credential's task record, as `/openai/tasks` shows it to its owner."""
     await _allowed(request)

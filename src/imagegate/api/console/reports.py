@@ -16,7 +16,7 @@ from imagegate.core.errors import ApiError
 from imagegate.core.tasks import browse
 from imagegate.core.tasks.queries import TYPES
 
-router = APIRouter(prefix=PREFIX)
+router = APIRouter(prefix=PREFIX, include_in_schema=False)  # pages, not API
 DEFAULT_DAYS = 30
 
 

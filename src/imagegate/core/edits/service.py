@@ -195,7 +195,7 @@ class EditService:
         }
         limit = gen.max_queued if is_async else gen.concurrency_of(credential)
         try:
-            await gen.intake.admit(row, job.cost, limit)
+            await gen.admit(row, job.cost, limit)
         except Exception as e:
             if idempotency_key is not None and gen.idempotency.is_conflict(e):
                 replay = await gen.idempotency.find(credential.id, idempotency_key, fingerprint)

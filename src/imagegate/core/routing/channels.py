@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import math
 import random
 import time
@@ -35,6 +36,7 @@ from imagegate.providers.base import (
     Provider,
     ProviderError,
     UpstreamCoolingDown,
+    UpstreamRejected,
 )
 from imagegate.providers.sandbox import SandboxProvider
 
@@ -42,17 +44,26 @@ log = structlog.get_logger("imagegate.channels")
 AttemptHook = Callable[[str, str, float], None]  # channel, outcome, seconds
 
 
+# upstream type -> "module:class" of its provider, imported when a registry uses it
+PROVIDERS = {
+    "openai": "imagegate.providers.openai:OpenAIProvider",
+    "gemini": "imagegate.providers.gemini:GeminiProvider",
+    "azure": "imagegate.providers.azure:AzureOpenAIProvider",
+    "vertex": "imagegate.providers.vertex:VertexProvider",
+    "openrouter": "imagegate.providers.openrouter:OpenRouterProvider",
+}
+# families whose upstream models make one image per call, whoever relays them (Gemini's
+# image models refuse candidateCount > 1: "Multiple candidates is not enabled")
+ONE_PER_CALL_FAMILIES = frozenset({"nano-banana"})
+
+
 def build_provider(name: str, config: UpstreamConfig, *, sandbox_latency: float = 0.0,
                    environ: Mapping[str, str] | None = None) -> Provider:
     if config.type == "sandbox":
         return SandboxProvider(latency=sandbox_latency)
-    if config.type == "openai":
-        from imagegate.providers.openai import OpenAIProvider
-
-        return OpenAIProvider(name, config, environ)
-    from imagegate.providers.gemini import GeminiProvider
-
-    return GeminiProvider(name, config, environ)
+    module, _, cls = PROVIDERS[config.type].partition(":")
+    provider: Provider = getattr(importlib.import_module(module), cls)(name, config, environ)
+    return provider
 
 
 def for_channel(request: ImageRequest, channel: ChannelConfig) -> ImageRequest:
@@ -138,11 +149,18 @@ class ChannelRouter:
         answers them."""
         return await self.generate(model, request)
 
-    def fans_out(self, channel: ChannelConfig) -> bool:
-        """Whether ``n`` images are ``n`` calls on this channel (the channel's ``fan_out``,
-        else what its provider says it can do)."""
+    def fans_out(self, channel: ChannelConfig, family: str | None = None) -> bool:
+        """Whether ``n`` images are ``n`` calls on this channel: the channel's ``fan_out``,
+        else its upstream's, else one call per image for a family whose models make one
+        (nano-banana, even behind an OpenAI-compatible relay), else what the provider
+        says it can do."""
         if channel.fan_out is not None:
             return channel.fan_out
+        upstream = self.registry.upstreams.get(channel.upstream)
+        if upstream is not None and upstream.fan_out is not None:
+            return upstream.fan_out
+        if family in ONE_PER_CALL_FAMILIES:
+            return True
         return not getattr(self.providers[channel.upstream], "several_per_call", True)
 
     async def _walk(self, model: ModelConfig, request: ImageRequest, deadline: float
@@ -151,6 +169,8 @@ class ChannelRouter:
         last: ProviderError | None = None
         cooling: list[float] = []
         for channel in self.ordered(model):
+            if channel.refuses({f: getattr(request, f, None) for f in channel.unsupported}):
+                continue  # validation saw another channel that takes it
             breaker = self._breaker(channel)
             now, held = time.monotonic(), breaker.trial
             if not breaker.admit(now):
@@ -173,6 +193,8 @@ class ChannelRouter:
                     breaker.trial = False
         if last is not None:
             raise last
+        if not cooling:  # every channel refuses a value (a registry changed since intake)
+            raise UpstreamRejected(f"no channel of {model.name} accepts this request's values")
         seconds = math.ceil(min(cooling))
         raise UpstreamCoolingDown(
             f"the upstream of {model.name} is cooling down after repeated failures; it takes "
@@ -183,7 +205,7 @@ class ChannelRouter:
         """Add the images still missing from ``kept`` from one channel; raises the first
         failure once every call has ended (those that succeeded stay in ``kept``)."""
         wanted = request.n - sum(len(r.images) for r in kept)
-        if wanted <= 1 or not self.fans_out(channel):
+        if wanted <= 1 or not self.fans_out(channel, request.family):
             kept.append(await self._channel(
                 model, channel, dataclasses.replace(request, n=wanted), deadline))
             return

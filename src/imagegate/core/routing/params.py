@@ -275,6 +275,8 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
         aspect_ratio = NANO_FIXED.get(size or "") or nearest_ratio(width, height, ratios)
         image_size = image_size_tier(width, height)
 
+    _served(model, {"background": background, "quality": quality, "style": style,
+                    "output_format": output_format, "moderation": moderation, "size": size})
     return model, Params(
         model=name, family=family, prompt=prompt, n=n or 1, size=size, width=width,
         height=height, aspect_ratio=aspect_ratio, image_size=image_size, quality=quality,
@@ -305,3 +307,16 @@ def _stream(model: ModelConfig, body: dict[str, Any], is_async: bool,
         raise BadRequest("stream cannot be combined with async or callback_url: a stream "
                          "answers on this connection; leave one of them out")
     return True, partial
+
+
+def _served(model: ModelConfig, values: dict[str, Any]) -> None:
+    """A value every channel's upstream model refuses (``unsupported``) is the client's
+    400 here, before anything is charged, rather than an upstream error later."""
+    refused = [channel.refuses(values) for channel in model.channels]
+    if all(refused):
+        field = refused[0]
+        assert field is not None
+        served = ", ".join(dict.fromkeys(c.model for c in model.channels))
+        raise BadRequest(
+            f"{field} {shown(values[field])} is not supported by {model.name}: it is served by "
+            f"{served}, which does not accept it; choose another {field}")

@@ -28,7 +28,8 @@ PARAMETERS = (
     "output_compression", "moderation", "user", "input_fidelity",  # the last: edits only
 )
 # The key's variable when an upstream does not name one (the providers say the same).
-DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY",
+                   "azure": "AZURE_OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
 AUTO_PIXELS = 1024 * 1024  # size "auto" (gpt-image) is priced as a 1024x1024 image
 MAX_PRICE = Decimal(1_000_000)
 
@@ -42,13 +43,27 @@ class _Strict(BaseModel):
 
 
 class UpstreamConfig(_Strict):
-    type: Literal["openai", "gemini", "sandbox"]
+    type: Literal["openai", "gemini", "azure", "vertex", "openrouter", "sandbox"]
     base_url: str = ""
     api_key_env: str | None = None
     organization_env: str | None = None
     timeout: float = 600.0
     max_connections: int = 200
-    options: dict[str, Any] = Field(default_factory=dict)
+    # n > 1 as n one-image calls for every channel of this upstream (a channel's own
+    # `fan_out` wins); None: the upstream type and the model's family decide
+    fan_out: bool | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # what the type needs besides
+
+    @model_validator(mode="after")
+    def _type_needs(self) -> UpstreamConfig:
+        """What a type cannot work without, said when the registry loads."""
+        if self.type == "azure" and not self.base_url:
+            raise ValueError("type azure needs base_url: the resource endpoint, "
+                             "https://<resource>.openai.azure.com")
+        if self.type == "azure" and self.options.get("auth", "api-key") not in (
+                "api-key", "bearer"):
+            raise ValueError("options.auth of type azure is api-key or bearer")
+        return self
 
     @property
     def key_env(self) -> str | None:
@@ -74,6 +89,10 @@ class ChannelConfig(_Strict):
     # fans out, openai asks for n in one call); true for an OpenAI-compatible service
     # that serves a model able to make one image per call (Gemini's, behind a proxy)
     fan_out: bool | None = None
+    # values the upstream model refuses, e.g. {background: [transparent]} for gpt-image-2:
+    # such a request skips the channel, and is a 400 naming the parameter when no channel
+    # of the model is left
+    unsupported: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @field_validator("send")
     @classmethod
@@ -82,6 +101,21 @@ class ChannelConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown parameters {unknown}; known: {list(PARAMETERS)}")
         return v
+
+    @field_validator("unsupported")
+    @classmethod
+    def _known_unsupported(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = sorted(set(v) - set(PARAMETERS))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; known: {list(PARAMETERS)}")
+        return v
+
+    def refuses(self, values: Mapping[str, Any]) -> str | None:
+        """The first parameter whose value this channel's upstream model refuses, if any."""
+        for field, refused in self.unsupported.items():
+            if values.get(field) in refused:
+                return field
+        return None
 
 
 def _whole_micro_credits(v: Decimal) -> Decimal:

@@ -20,8 +20,14 @@ import structlog
 from imagegate.core import metrics
 from imagegate.core.routing.channels import ChannelRouter, channel_name, for_channel
 from imagegate.core.routing.registry import ChannelConfig, ModelConfig
-from imagegate.providers.base import ImageRequest, Provider, ProviderError, UpstreamCoolingDown
-from imagegate.providers.streaming import StreamEvent
+from imagegate.providers.base import (
+    EditRequest,
+    ImageRequest,
+    Provider,
+    ProviderError,
+    UpstreamCoolingDown,
+)
+from imagegate.providers.streaming import FinalImage, StreamEvent
 
 log = structlog.get_logger("imagegate.channels")
 _DONE = object()
@@ -101,9 +107,24 @@ def _events(router: ChannelRouter, channel: ChannelConfig, request: ImageRequest
             ) -> AsyncIterator[StreamEvent]:
     provider = router.providers[channel.upstream]
     routed = for_channel(request, channel)
-    if routed.n > 1 and router.fans_out(channel):
+    if routed.n > 1 and router.fans_out(channel, request.family):
         return _merged(provider, routed)
-    return provider.stream(routed)
+    return _one(provider, routed)
+
+
+def _one(provider: Provider, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+    """The provider's stream; an upstream that cannot stream answers whole, as completed
+    images only (no partial images to pass on)."""
+    if hasattr(provider, "stream"):
+        return provider.stream(request)
+    return _whole(provider, request)
+
+
+async def _whole(provider: Provider, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+    result = await (provider.edit(request) if isinstance(request, EditRequest)
+                    else provider.generate(request))
+    for index, image in enumerate(result.images):
+        yield FinalImage(index, image, result.usage if index == 0 else None, result.meta)
 
 
 async def _merged(provider: Provider, request: ImageRequest) -> AsyncIterator[StreamEvent]:
@@ -114,7 +135,7 @@ async def _merged(provider: Provider, request: ImageRequest) -> AsyncIterator[St
 
     async def run(index: int) -> None:
         try:
-            async for event in provider.stream(one):
+            async for event in _one(provider, one):
                 queue.put_nowait(dataclasses.replace(event, index=index))
         except ProviderError as e:
             queue.put_nowait(e)

@@ -43,6 +43,11 @@ _INSERT_TASKS = insert(Task)
 _INSERT_LEDGER = insert(LedgerEntry)
 
 
+class SlotsTaken(TooManyRequests):
+    """The credential has as many generations in flight as it may (a sync request may wait
+    for one to end: core/tasks/slots)."""
+
+
 @dataclass(eq=False)
 class Admission:
     row: dict[str, Any]  # the tasks row
@@ -120,9 +125,9 @@ class Intake:
             for one in group:
                 key = (one.credential_id, one.counted_status)
                 if counts[key] + 1 > one.limit:
-                    what = ("queued tasks" if one.counted_status == QUEUED
-                            else "generations in flight")
-                    refused[one] = TooManyRequests(
+                    queued = one.counted_status == QUEUED
+                    what = "queued tasks" if queued else "generations in flight"
+                    refused[one] = (TooManyRequests if queued else SlotsTaken)(
                         f"too many {what} for this credential (limit {one.limit})",
                         headers={"Retry-After": "1"})
                 else:
