@@ -44,8 +44,9 @@ def fakes() -> Iterator[Fakes]:
 
 @pytest.fixture(scope="module")
 def gw(fakes: Fakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    # a keep-alive comment after 0.2 s of silence: the SDKs below read streams with them
     server = start_gateway("sqlite", fakes, tmp_path_factory.mktemp("streaming"),
-                           NO_BREAKER, max_retries=0)
+                           {**NO_BREAKER, "IMAGEGATE_STREAM_KEEPALIVE": "0.2"}, max_retries=0)
     yield server
     server.stop()
 
@@ -167,6 +168,21 @@ def test_first_partial_reaches_the_client_before_the_upstream_finishes(
     rest = [e.type for e in stream]
     assert rest[-1] == "image_generation.completed" and len(rest) == 3
     assert openai_fake.streams_finished == 1
+
+
+def test_a_quiet_upstream_gets_keep_alive_comments(gw: GatewayServer, token: str,
+                                                   sdk: openai.OpenAI, fake: Fakes) -> None:
+    fake[0].hold_streams()
+    body = {"model": "gpt-image-2", "prompt": "quiet", "stream": True, "partial_images": 1}
+    with httpx.stream("POST", gw.url + GEN, json=body, headers=headers(token),
+                      timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(lines) == "event: image_generation.partial_image"
+        assert next(lines).startswith("data: ") and next(lines) == ""
+        assert next(lines) == ": keep-alive"  # the upstream is held: nothing else can come
+        fake[0].release_streams()
+        rest = list(lines)
+    assert "event: image_generation.completed" in rest
 
 
 def test_a_client_that_leaves_does_not_stop_the_task(gw: GatewayServer, token: str,

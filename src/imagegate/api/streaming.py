@@ -8,6 +8,7 @@ error`` whose data is the SPEC section 4 body (the SDKs raise it as APIError).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,18 +48,33 @@ def error_frame(error: ApiError, trace_id: str) -> bytes:
 
 async def stream_answer(request: Request, job: Job, operation: str) -> Response:
     """Wait for the first event (a failure before it is the usual JSON error), then stream."""
-    first, delivery = await gateway(request).streams.open(job, operation)
+    gw = gateway(request)
+    first, delivery = await gw.streams.open(job, operation)
     headers = {**HEADERS, "X-Task-Id": job.task_id,
                "X-Credits-Charged": format_credits(job.cost)}
-    return StreamingResponse(_frames(first, delivery, job.trace_id),
+    return StreamingResponse(_frames(first, delivery, job.trace_id,
+                                     gw.settings.stream_keepalive),
                              media_type="text/event-stream", headers=headers)
 
 
-async def _frames(first: Event, delivery: Delivery, trace_id: str) -> AsyncIterator[bytes]:
+async def _frames(first: Event, delivery: Delivery, trace_id: str, keepalive: float
+                  ) -> AsyncIterator[bytes]:
+    """The events, and a comment line when the upstream is quiet for a while: proxies keep
+    the connection open, and the SDKs' parsers skip comments."""
     try:
         yield frame(first)
-        async for item in delivery.events():
-            yield error_frame(item, trace_id) if isinstance(item, ApiError) else frame(item)
+        while True:
+            try:
+                item = await asyncio.wait_for(delivery.queue.get(), keepalive)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if item is None:
+                return
+            if isinstance(item, ApiError):
+                yield error_frame(item, trace_id)
+                return
+            yield frame(item)
     finally:
         delivery.leave()  # a client gone mid-stream: the task goes on without it
 

@@ -63,16 +63,6 @@ class Delivery:
         while not self.queue.empty():
             self.queue.get_nowait()
 
-    async def events(self) -> AsyncIterator[Event | ApiError]:
-        """Until the end; an error is the last item."""
-        try:
-            while (item := await self.queue.get()) is not None:
-                yield item
-                if isinstance(item, ApiError):
-                    return
-        finally:
-            self.leave()
-
 
 class StreamService:
     def __init__(self, generation: GenerationService) -> None:
@@ -89,7 +79,11 @@ class StreamService:
         gen._running.add(runner)  # type: ignore[arg-type]
         runner.add_done_callback(gen._running.discard)  # type: ignore[arg-type]
         try:
-            first = await delivery.queue.get()
+            first = await asyncio.wait_for(delivery.queue.get(), gen.sync_wait)
+        except TimeoutError:
+            delivery.leave()  # as a synchronous request: 504, and the task carries on
+            raise Timeout(f"task {job.task_id} sent nothing in {gen.sync_wait:g}s; it keeps "
+                          "running: query it with POST /openai/tasks") from None
         except BaseException:
             delivery.leave()
             raise
