@@ -4,13 +4,11 @@ It is as strict as Google's proto-JSON front end (unknown fields are errors, cam
 snake_case accepted), returns Google's published output sizes, and reproduces the quirks a
 gateway must handle: thought parts to skip, safety blocks delivered as HTTP 200.
 
-``streamGenerateContent?alt=sse`` streams the same answer as Server-Sent Events, each
-``data: <GenerateContentResponse>`` and a blank line (googleapis/python-genai,
-``_api_client.py``, reads them line by line, stripping ``data: ``), one part per chunk,
-the last with ``finishReason`` and ``usageMetadata``; without ``alt=sse`` it is one JSON
-array of those chunks. Gemini 3 Pro Image thinks in up to two interim images (the Gemini
-API's image generation guide, "thinking process"), parts with ``thought: true``: a streamed
-answer has two. Tests can hold a stream between its chunks and cut it (see FakeServer).
+``streamGenerateContent?alt=sse`` sends the answer as Server-Sent Events ``data: <chunk>``
+(googleapis/python-genai ``_api_client.py`` strips ``data: `` line by line), one part per
+chunk, the last with ``finishReason`` and ``usageMetadata`` (no alt: one JSON array). Gemini
+3 Pro Image thinks in up to two interim images, ``thought: true`` parts (the Gemini API's
+image generation guide, "thinking process"): a streamed answer has two.
 
 Edits are generateContent calls whose parts carry the input images as ``inlineData``
 (``{mimeType, data}``, base64) beside the text (the Gemini API's image generation guide,
@@ -40,6 +38,7 @@ from PIL import Image
 from imagegate.testing import pictures
 from imagegate.testing.records import Fault, RecordedRequest, Response
 from imagegate.testing.server import FakeServer
+from imagegate.testing.streams import gemini_chunks
 
 RATIOS_25: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
@@ -235,12 +234,12 @@ class FakeGemini(FakeServer):
                                       fault or Fault(), inputs, 2 if streamed else 1)
         if not streamed:
             return Response(200, payload, [("vary", "Origin")], _JSON)
-        chunks = _chunks(orjson.loads(payload))
+        chunks = gemini_chunks(orjson.loads(payload))
         if request.query.get("alt") != "sse":  # without alt=sse: one JSON array
             return Response(200, orjson.dumps(chunks), [("vary", "Origin")], _JSON)
-        frames = [b"data: " + orjson.dumps(chunk) + b"\r\n\r\n" for chunk in chunks]
-        return Response(200, b"", [("vary", "Origin")], "text/event-stream",
-                        stream=self.events(frames, fault))
+        frames = [b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks]
+        return Response(200, b"", [("vary", "Origin")], "text/event-stream", stream=self.events(
+            frames, fault))
 
     # ----- validation -------------------------------------------------------------------
     def _validate(self, model: str, raw: Any
@@ -389,25 +388,6 @@ class FakeGemini(FakeServer):
             usage["thoughtsTokenCount"] = 180
             usage["totalTokenCount"] += 180
         return orjson.dumps({"candidates": [candidate], "usageMetadata": usage, **envelope})
-
-
-def _chunks(whole: dict[str, Any]) -> list[dict[str, Any]]:
-    """A whole answer as streamGenerateContent sends it: one part a chunk, the last chunk
-    with the finishReason and the usageMetadata (a blocked prompt: its one chunk)."""
-    candidates = whole.get("candidates")
-    if not candidates:
-        return [whole]
-    envelope = {k: whole[k] for k in ("modelVersion", "responseId") if k in whole}
-    candidate = candidates[0]
-    parts = (candidate.get("content") or {}).get("parts") or []
-    chunks = [{"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
-               **envelope} for part in parts[:-1]]
-    last = {**candidate}
-    if parts:
-        last["content"] = {"role": "model", "parts": parts[-1:]}
-    chunks.append({"candidates": [last], "usageMetadata": whole.get("usageMetadata"),
-                   **envelope})
-    return chunks
 
 
 def _inline_image(raw: Any, where: str) -> tuple[int, int, str]:

@@ -17,7 +17,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, Self, TypeVar
@@ -33,6 +33,7 @@ from imagegate.testing.records import (
     format_retry_after,
     json_response,
 )
+from imagegate.testing.streams import StreamingFake
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _HTML_PAGE = """<html>
 """
 
 
-class FakeServer:
+class FakeServer(StreamingFake):
     """Base class: sockets, keep-alive, fault queue, recording. Subclasses speak a protocol."""
 
     kind: ClassVar[str] = "generic"
@@ -74,9 +75,7 @@ class FakeServer:
         self._stopping: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._writers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
-        self._gate = threading.Event()  # cleared: streams wait before their next event
-        self._gate.set()
-        self._streams_finished = 0
+        self._init_streams()
 
     # ----- lifecycle -------------------------------------------------------------------
     @property
@@ -173,8 +172,7 @@ class FakeServer:
             self._script.clear()
             self._always = None
             self._requests.clear()
-            self._streams_finished = 0
-        self._gate.set()
+        self._reset_streams()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -207,33 +205,6 @@ class FakeServer:
                 raise TimeoutError(f"only {len(self.requests)} of {count} requests arrived")
             await asyncio.sleep(0.005)
         return self.requests
-
-    # ----- streams --------------------------------------------------------------------
-    def hold_streams(self) -> None:
-        """Streams stop before their next event (each sends its first, then waits) until
-        :meth:`release_streams`: a test can see what reached the client meanwhile."""
-        self._gate.clear()
-
-    def release_streams(self) -> None:
-        self._gate.set()
-
-    @property
-    def streams_finished(self) -> int:
-        """Streamed answers sent to their end."""
-        with self._lock:
-            return self._streams_finished
-
-    async def events(self, frames: list[bytes], fault: Fault | None) -> AsyncIterator[bytes]:
-        """A stream's events one by one: the first at once, each next one once the gate is
-        open; ``fault.stream_cut`` drops the connection after that many."""
-        for sent, chunk in enumerate(frames):
-            if fault is not None and fault.stream_cut is not None and sent >= fault.stream_cut:
-                raise ConnectionResetError("stream_cut")
-            while sent and not self._gate.is_set():  # noqa: ASYNC110 - set from test threads
-                await asyncio.sleep(0.01)
-            yield chunk
-        with self._lock:
-            self._streams_finished += 1
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -384,8 +355,7 @@ class FakeServer:
     async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter,
                     response: Response, head: bool = False) -> None:
         if response.stream is not None:
-            await self._send_stream(conn, writer, response)
-            return
+            return await self._send_stream(conn, writer, response)
         headers = [
             ("content-type", response.content_type),
             ("content-length", str(len(response.body))),
@@ -399,26 +369,6 @@ class FakeServer:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
         writer.write(b"".join(p for p in parts if p))
-        await writer.drain()
-
-    async def _send_stream(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                           response: Response) -> None:
-        """No content-length: h11 sends it chunked, each chunk flushed as it comes."""
-        assert response.stream is not None
-        headers = [("content-type", response.content_type),
-                   ("date", email.utils.formatdate(usegmt=True)),
-                   ("server", self.server_header), *response.headers]
-        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers,
-                                            reason=_reason(response.status).encode())) or b"")
-        await writer.drain()
-        try:
-            async for chunk in response.stream:
-                writer.write(conn.send(h11.Data(data=chunk)) or b"")
-                await writer.drain()
-        except ConnectionResetError:
-            writer.transport.abort()
-            raise
-        writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
 
     # ----- control plane (for `imagegate fake-upstream` users) ---------------------------
