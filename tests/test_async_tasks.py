@@ -161,6 +161,20 @@ def test_verify_helper(cred: tuple[str, str]) -> None:
         assert not webhooks.verify(secret, body, broken), broken
 
 
+def test_callback_of_a_gpt_image_model_carries_openais_fields(
+        gw: GatewayServer, cred: tuple[str, str], receiver: CallbackReceiver) -> None:
+    token, _ = cred
+    r = post(gw, token, {"model": "gpt-image-2", "prompt": "fields", "size": "1536x1024",
+                         "quality": "low", "callback_url": receiver.url + "/fields"})
+    task = wait_callback(gw, token, r.json()["task_id"])
+    (got,) = [c for c in receiver.wait_for(1) if c.path == "/fields"]
+    fields = {k: got.json["data"][k] for k in ("size", "quality", "background",
+                                                "output_format")}
+    assert fields == {"size": "1536x1024", "quality": "low", "background": "opaque",
+                      "output_format": "png"}
+    assert {k: task["response"][k] for k in fields} == fields
+
+
 def test_async_flag_without_callback(gw: GatewayServer, cred: tuple[str, str]) -> None:
     token, _ = cred
     r = post(gw, token, {"model": "nano-banana", "prompt": "x", "async": True,

@@ -177,3 +177,19 @@ def test_unknown_task(server: GatewayServer) -> None:
     out = cli("tasks", "get", "00000000-0000-0000-0000-000000000000", env=env_of(server),
               check=False)
     assert out.returncode == 2 and "not found" in out.stderr
+
+
+def test_generate_stream_shows_partials_as_progress(server: GatewayServer, tmp_path: Path
+                                                    ) -> None:
+    out = cli("generate", "streamed heron", "--model", "gpt-image-2", "--size", "1024x1024",
+              "--stream", "--partial-images", "2", "--out", str(tmp_path), env=env_of(server))
+    paths, task_id = outputs(out.stdout)
+    assert Image.open(paths[0]).size == (1024, 1024)
+    lines = out.stderr.splitlines()
+    assert lines[0] == "generating with gpt-image-2…"
+    assert re.fullmatch(r"image 1: partial image 1 \(\d+ KB, \d+\.\d s\)", lines[1]), lines
+    assert lines[2].startswith("image 1: partial image 2 (")
+    assert lines[3].startswith("image 1 completed (")
+    refused = cli("generate", "x", "--model", "dall-e-3", "--stream", "--out", str(tmp_path),
+                  env=env_of(server), check=False)
+    assert refused.returncode == 2 and "api_not_implemented" in refused.stderr

@@ -86,3 +86,15 @@ def test_edit_errors_are_one_line_and_exit_2(server: GatewayServer, tmp_path: Pa
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert done.stderr.strip().splitlines()[-1].startswith(message), done.stderr
+
+
+def test_edit_stream_shows_partials_as_progress(server: GatewayServer, tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(picture(RED))
+    done = cli("edit", str(tmp_path / "a.png"), "-p", "bluer", "--model", "nano-banana-pro",
+               "--stream", "--partial-images", "1", "--out", str(tmp_path), env=env_of(server))
+    paths, _ = outputs(done.stdout)
+    assert Image.open(paths[0]).format == "PNG"
+    lines = done.stderr.splitlines()
+    assert lines[0] == "editing with nano-banana-pro…"
+    assert lines[1].startswith("image 1: partial image 1 (") and lines[2].startswith(
+        "image 1 completed (")

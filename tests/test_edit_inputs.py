@@ -111,8 +111,8 @@ CASES: dict[str, tuple[Send, int, str]] = {
         400, "mask is not supported by nano-banana"),
     "no image": (as_json(None), 400, "image is required"),
     "a form with no file": (multipart(), 415, "content-type must be multipart/form-data"),
-    "stream": (multipart(("image", "a.png", PNG), stream="true"), 400,
-               "stream: streamed edits are not available"),
+    "stream with async": (multipart(("image", "a.png", PNG), stream="true", **{"async": "true"}),
+                          400, "stream cannot be combined with async or callback_url"),
     "n not a number": (multipart(("image", "a.png", PNG), n="two"), 400,
                        "n must be an integer; got \"two\""),
     "image over the per-image limit": (

@@ -52,6 +52,8 @@ GENERATION = {
     "user": either("u-1", "\u0000", "x" * 300),
     "trace_id": either("t-1", "two words", "\u0000", "t" * 129),
     "async": either(True, False),
+    "stream": either(True, False),
+    "partial_images": either(0, 1, 3, 4, -1),
     "callback_url": either("http://127.0.0.1:9/cb", "ftp://x", "not a url", "http://\u0000"),
 }
 TASKS = {
@@ -88,6 +90,13 @@ def bodies(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[bytes
 
 def check(r: httpx.Response) -> None:
     assert r.status_code < 500, (r.status_code, r.request.content[:300], r.text[:300])
+    if r.headers["content-type"].startswith("text/event-stream"):  # `stream: true` (SPEC 8)
+        assert r.status_code == 200 and r.headers["x-task-id"]
+        blocks = [b.split("\n") for b in r.text.split("\n\n") if b]
+        assert blocks and all(len(b) == 2 and b[0].startswith("event: ") for b in blocks)
+        assert all(json.loads(b[1].removeprefix("data: "))["type"] == b[0][7:]
+                   for b in blocks), r.text[:300]
+        return
     assert r.headers["content-type"].startswith("application/json"), r.headers
     body = r.json()
     assert isinstance(body, dict)

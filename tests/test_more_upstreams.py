@@ -305,3 +305,22 @@ def test_registry_refuses_an_unusable_upstream(upstream: str, said: str) -> None
 
     with pytest.raises(ConfigError, match=said):
         parse_registry(f"upstreams: {{up: {upstream}}}\nmodels: {{}}\n", "test.yaml")
+
+
+@pytest.mark.parametrize(("model", "kind"), [("gpt-image-2", "azure"),
+                                             ("nano-banana-or", "router")])
+def test_a_stream_from_an_upstream_that_answers_whole(gw: GatewayServer, token: str,
+                                                      fake: Upstreams, model: str,
+                                                      kind: str) -> None:
+    """Azure here answers `stream: true` with one JSON body, and OpenRouter's chat images
+    do not stream: the client still gets its stream, of completed images only."""
+    r = httpx.post(gw.url + "/v1/images/generations", timeout=60,
+                   headers={"authorization": f"Bearer {token}"},
+                   json={"model": model, "prompt": "whole", "stream": True,
+                         "partial_images": 2})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    (block,) = [b for b in r.text.split("\n\n") if b]
+    assert block.startswith("event: image_generation.completed\ndata: ")
+    (sent,) = getattr(fake, kind).requests
+    if kind == "azure":
+        assert sent.json["stream"] is True and sent.json["partial_images"] == 2

@@ -141,10 +141,11 @@ def _run(lang: str, source: str, tmp_path: Path) -> subprocess.CompletedProcess[
     return subprocess.run([*command, str(script)], capture_output=True, text=True, timeout=90)
 
 
-@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "stream"])
 @pytest.mark.parametrize("lang", ["python", "openai", "curl", "js"])
-def test_generated_code_runs_against_the_server(page: Page, lang: str, is_async: bool,
+def test_generated_code_runs_against_the_server(page: Page, lang: str, mode: str,
                                                 tmp_path: Path) -> None:
+    is_async = mode == "async"
     if lang == "js" and NODE is None:
         if os.environ.get("CI"):
             raise RuntimeError("node is missing: the JavaScript snippet cannot be run")
@@ -155,6 +156,9 @@ def test_generated_code_runs_against_the_server(page: Page, lang: str, is_async:
     page.check("#with-token")
     if is_async:
         page.check("#async")
+    if mode == "stream":
+        page.check("#stream")
+        page.fill("#partial_images", "1")
     page.click(f"#tab-{lang}")
     source = page.locator("#code").inner_text()
     assert "{token}" not in source
@@ -165,6 +169,10 @@ def test_generated_code_runs_against_the_server(page: Page, lang: str, is_async:
     assert "/files/nano-banana/" in out.stdout, out.stdout
     if is_async:
         assert re.search(r'"status": ?"succeeded"', out.stdout), out.stdout
+    if mode == "stream":  # a partial image, then the completed one with its URL
+        assert "image_generation.partial_image" in out.stdout, out.stdout
+        assert "image_generation.completed" in out.stdout, out.stdout
+        return
     assert "café" in out.stdout or "caf\\u00e9" in out.stdout or lang == "openai"
 
 

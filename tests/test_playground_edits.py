@@ -152,7 +152,7 @@ def _run(lang: str, source: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("lang", "form"), [
     ("python", "files"), ("openai", "files"), ("curl", "files"), ("js", "files"),
     ("python", "urls"), ("openai", "urls"), ("curl", "urls"), ("js", "urls"),
-    ("openai", "files-async"),
+    ("openai", "files-async"), ("openai", "urls-stream"), ("python", "files-stream"),
 ])
 def test_edit_code_runs_against_the_server(page: Page, server: GatewayServer, tmp_path: Path,
                                            lang: str, form: str) -> None:
@@ -177,6 +177,8 @@ def test_edit_code_runs_against_the_server(page: Page, server: GatewayServer, tm
         page.fill("#urls", made.json()["data"][0]["url"])
     if form.endswith("async"):
         page.check("#async")
+    if form.endswith("stream"):
+        page.check("#stream")
     page.click(f"#tab-{lang}")
     source = page.locator("#code").inner_text()
     assert "{token}" not in source
@@ -185,6 +187,8 @@ def test_edit_code_runs_against_the_server(page: Page, server: GatewayServer, tm
     assert "/files/gpt-image/" in out.stdout, out.stdout
     if form.endswith("async"):
         assert re.search(r'"status": ?"succeeded"', out.stdout), out.stdout
+    if form.endswith("stream"):
+        assert "image_edit.partial_image" in out.stdout and "image_edit.completed" in out.stdout
 
 
 def test_edit_mode_at_phone_width(browser: Browser, server: GatewayServer) -> None:

@@ -158,3 +158,38 @@ def test_unexpected_state_is_an_error(page: Page) -> None:
     page.click("#try")
     expect(page.locator("#error")).to_contain_text('unexpected_status', timeout=SLOW)
     expect(page.locator("#error")).to_contain_text('"paused"')
+
+
+def test_partial_images_show_as_they_arrive(page: Page, server: GatewayServer) -> None:
+    page.select_option("#model", "gpt-image-2")
+    page.check("#stream")
+    page.fill("#partial_images", "2")
+    expect(page.locator("#async")).not_to_be_checked()
+    partial = page.locator("#images figure.partial")
+    page.click("#try")
+    # the sandbox spreads its latency over the partial images: the first shows while the
+    # image is still being made
+    expect(partial.locator("figcaption")).to_contain_text("partial image", timeout=SLOW)
+    assert "done in" not in page.locator("#status").inner_text()
+    assert partial.locator("img").evaluate("img => img.complete && img.naturalWidth") > 0
+    snapshot(page, "streaming-partial")
+    expect(page.locator("#status")).to_contain_text("2 partial images", timeout=SLOW)
+    expect(partial).to_have_count(0)
+    final = page.locator("#images figure img")
+    expect(final).to_have_count(1)
+    assert final.get_attribute("src").startswith(server.url + "/files/")
+    log = status_log(page)
+    assert any(line.startswith("partial image 1 at") for line in log), log
+    assert any(line.startswith("partial image 2 at") for line in log), log
+    assert log[-1].startswith("done in"), log
+    raw = page.locator("#raw").text_content() or ""  # in a closed <details>
+    assert "image_generation.partial_image" in raw and "KB of base64" in raw
+
+
+def test_streaming_is_off_for_dall_e_3_and_with_async(page: Page) -> None:
+    page.select_option("#model", "dall-e-3")
+    expect(page.locator("#stream")).to_be_disabled()
+    page.select_option("#model", "gpt-image-2")
+    page.check("#stream")
+    page.check("#async")
+    expect(page.locator("#stream")).not_to_be_checked()

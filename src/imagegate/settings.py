@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle kept-alive connection's
     task_query_max_bytes: int = Field(default=4 * 1024 * 1024, ge=65536)  # one batch answer
     sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task
+    # seconds of upstream silence in a started stream before a comment line keeps it open
+    stream_keepalive: float = Field(default=15.0, gt=0)
     # image edits: what one request may bring (SPEC section 7)
     edit_max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # each input image
     edit_max_request_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # all of it: 413

@@ -9,6 +9,7 @@ from imagegate.api.deps import credential, gateway
 from imagegate.api.edit_form import read_edit
 from imagegate.api.generations import _accepted, _done  # one answer shape for both
 from imagegate.api.openapi import AUTH, JSON_BODY, doc
+from imagegate.api.streaming import STREAM_HEADERS, replayed, stream_answer, wants_stream
 from imagegate.core.generation import Job
 from imagegate.core.routing.params import is_trace_id
 from imagegate.core.tasks.idempotency import Idempotency, Replay
@@ -21,10 +22,12 @@ DOC = doc(
                   {"$ref": "#/components/schemas/GenerationAccepted"}]},
     errors=(*AUTH, *JSON_BODY, 409, 504),
     headers={"X-Credits-Charged": {"description": "credits this request cost",
-                                   "schema": {"type": "string"}}},
+                                   "schema": {"type": "string"}},
+             "X-Task-Id": STREAM_HEADERS["X-Task-Id"]}, events="image_edit",
     description="SPEC section 7: one to 16 images (and a mask for the gpt-image models and "
     "dall-e-3) as multipart files or as URLs in JSON, with a generation's fields. Every "
-    "input problem is a 400 naming the image, before anything is charged.")
+    "input problem is a 400 naming the image, before anything is charged. With `stream: "
+    "true` the answer is Server-Sent Events (image_edit.partial_image, image_edit.completed).")
 
 
 @router.post("/openai/images/edits", **DOC)
@@ -50,11 +53,15 @@ async def edits(request: Request) -> Response:
         if submitted.mode == "async":
             return _accepted(submitted.task_id, submitted.trace_id, replay=True)
         outcome = await gw.generation.wait_replay(submitted)
+        if wants_stream(body):
+            return await replayed(request, outcome, "image_edit")
         return _done(outcome.body, 0, replay=True)
     job: Job = submitted
     request.state.trace_id = job.trace_id
     request.state.task_id = job.task_id
     if job.is_async:
         return _accepted(job.task_id, job.trace_id)
+    if job.params.stream:
+        return await stream_answer(request, job, "image_edit")
     outcome = await gw.generation.run_sync(job)
     return _done(outcome.body, outcome.credits)

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from imagegate.api.body import read_json_object
 from imagegate.api.deps import credential, gateway
 from imagegate.api.openapi import AUTH, JSON_BODY, doc
+from imagegate.api.streaming import STREAM_HEADERS, replayed, stream_answer, wants_stream
 from imagegate.core.accounts.money import format_credits
 from imagegate.core.generation import Job
 from imagegate.core.routing.params import is_trace_id
@@ -21,11 +22,13 @@ DOC = doc(
                   {"$ref": "#/components/schemas/GenerationAccepted"}]},
     errors=(*AUTH, *JSON_BODY, 409, 504),
     headers={"X-Credits-Charged": {"description": "credits this request cost",
-                                   "schema": {"type": "string"}}},
+                                   "schema": {"type": "string"}},
+             "X-Task-Id": STREAM_HEADERS["X-Task-Id"]}, events="image_generation",
     description="The request's fields depend on the model's family (dalle, gpt-image, "
     "nano-banana); unknown fields are ignored. With `async: true` or a `callback_url` the "
     "answer is the queued task's id. `Idempotency-Key: <key>` makes a retry within 24 h "
-    "return the first answer, uncharged.")
+    "return the first answer, uncharged. With `stream: true` (gpt-image and nano-banana "
+    "models) the answer is Server-Sent Events: partial images, then each image completed.")
 
 
 @router.post("/openai/images/generations", **DOC)
@@ -50,12 +53,16 @@ async def generations(request: Request) -> Response:
         if submitted.mode == "async":
             return _accepted(submitted.task_id, submitted.trace_id, replay=True)
         outcome = await gw.generation.wait_replay(submitted)
+        if wants_stream(body):
+            return await replayed(request, outcome, "image_generation")
         return _done(outcome.body, 0, replay=True)
     job: Job = submitted
     request.state.trace_id = job.trace_id
     request.state.task_id = job.task_id
     if job.is_async:
         return _accepted(job.task_id, job.trace_id)
+    if job.params.stream:
+        return await stream_answer(request, job, "image_generation")
     outcome = await gw.generation.run_sync(job)
     return _done(outcome.body, outcome.credits)
 

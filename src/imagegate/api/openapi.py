@@ -59,18 +59,21 @@ def doc(summary: str, tag: str, *, ok: str | dict[str, Any] | None = None, statu
         body: str | dict[str, str] | None = None, errors: Iterable[int] = (),
         auth: str | None = None,
         description: str | None = None, media: str = "application/json",
-        headers: dict[str, Any] | None = None, also: dict[int, str] | None = None
-        ) -> dict[str, Any]:
+        headers: dict[str, Any] | None = None, also: dict[int, str] | None = None,
+        events: str | None = None) -> dict[str, Any]:
     """The keyword arguments of a route decorator that document the route.
 
     ``ok``: the success body's schema name (or a schema); ``body``: the request body's (or
     one per media type);
     ``auth``: a key of SECURITY; ``errors``: the statuses it may answer besides 500 (with
-    the error body); ``also``: other answers and their schema names."""
+    the error body); ``also``: other answers and their schema names; ``events``: the
+    operation streams (``stream: true``), the event types' prefix (SPEC section 8)."""
     answer: dict[str, Any] = {"description": summary,
                               "headers": {**TRACE_HEADER, **(headers or {})}}
     if ok is not None:
         answer["content"] = {media: {"schema": ref(ok) if isinstance(ok, str) else ok}}
+    if events is not None:
+        answer.setdefault("content", {})["text/event-stream"] = stream_content(events)
     responses: dict[str, Any] = {str(status): answer}
     for code in sorted({*errors, 500}):
         responses[str(code)] = {"description": ERRORS[code], "headers": TRACE_HEADER,
@@ -88,6 +91,31 @@ def doc(summary: str, tag: str, *, ok: str | dict[str, Any] | None = None, statu
     if description:
         out["description"] = description
     return out
+
+
+def stream_content(prefix: str) -> dict[str, Any]:
+    """``stream: true``: Server-Sent Events as OpenAI streams images."""
+    return {
+        "schema": {
+            "type": "object", "description": (
+                f"Server-Sent Events: `event: {prefix}.partial_image` (up to `partial_images` "
+                f"of them), then one `event: {prefix}.completed` per image, each followed by "
+                "`data: <json>` (the ImageStreamEvent schema) and a blank line. A failure after "
+                "the first event ends the stream with one `event: error` whose data is the "
+                "Error body; nothing is charged then. Headers: X-Task-Id and X-Trace-Id."),
+            "properties": {
+                "event": {"type": "string", "enum": [f"{prefix}.partial_image",
+                                                     f"{prefix}.completed", "error"]},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"anyOf": [ref("ImageStreamEvent"), ref("Error")]}}},
+            "required": ["event", "data"]},
+        "example": (f"event: {prefix}.partial_image\ndata: {{\"type\":\"{prefix}."
+                    "partial_image\",\"b64_json\":\"iVBORw0...\",\"partial_image_index\":0,"
+                    "\"size\":\"1024x1024\",\"quality\":\"medium\",\"background\":"
+                    "\"opaque\",\"output_format\":\"png\",\"created_at\":1777048800}\n\n"
+                    f"event: {prefix}.completed\ndata: {{\"type\":\"{prefix}.completed\","
+                    "\"b64_json\":\"iVBORw0...\",\"url\":\"https://host/files/...png\","
+                    "\"task_id\":\"...\",\"usage\":{...}}\n\n")}
 
 
 def document(app: FastAPI, request: Request) -> dict[str, Any]:

@@ -19,7 +19,8 @@ FILES = {"playground.html": "text/html; charset=utf-8",
          "snippets.js": "text/javascript; charset=utf-8",
          "edit.js": "text/javascript; charset=utf-8",
          "edit_snippets.js": "text/javascript; charset=utf-8",
-         "run.js": "text/javascript; charset=utf-8"}
+         "run.js": "text/javascript; charset=utf-8",
+         "stream.js": "text/javascript; charset=utf-8"}
 
 
 @cache

@@ -58,6 +58,14 @@ def _size(model: ModelConfig) -> Schema:
     return _enum(("auto", *(model.sizes or GPT_IMAGE_DEFAULT_SIZES)), "default auto")
 
 
+STREAM_FIELDS: Schema = {
+    "stream": {"type": "boolean", "description": "answer with Server-Sent Events (SPEC "
+               "section 8; not with async or callback_url, not for dall-e-3)"},
+    "partial_images": {"type": "integer", "minimum": 0, "maximum": 3,
+                       "description": "partial images to stream before each image (default 0)"},
+}
+
+
 def generation_request(model: ModelConfig) -> Schema:
     """What ``model`` accepts (SPEC section 2); unknown fields are ignored."""
     family = model.family
@@ -87,6 +95,7 @@ def generation_request(model: ModelConfig) -> Schema:
     if family != "dalle":
         props["output_format"] = _enum(FORMATS, "default png")
         props["output_compression"] = {"type": "integer", "minimum": 0, "maximum": 100}
+        props.update(STREAM_FIELDS)
     return _obj(props, ("model", "prompt"), title=f"{model.name} ({family} family)")
 
 
@@ -119,7 +128,7 @@ def edit_request(registry: Registry, *, multipart: bool) -> Schema:
         "moderation": _enum(("low", "auto")), "user": {"type": "string", "maxLength": 256},
         "response_format": _enum(("url", "b64_json")),
         "callback_url": {"type": "string", "maxLength": 2048, "format": "uri"},
-        "async": BOOLEAN, "trace_id": TRACE_ID,
+        "async": BOOLEAN, "trace_id": TRACE_ID, **STREAM_FIELDS,
     }
     if multipart:
         images: Schema = {
@@ -180,6 +189,20 @@ COMPONENTS: dict[str, Schema] = {
         "data": {"type": "array", "items": ref("Image")},
         "size": STRING, "quality": STRING, "background": STRING, "output_format": STRING,
         "usage": {"type": "object"}}, ("success", "task_id", "trace_id", "created", "data")),
+    "ImageStreamEvent": _obj({
+        "type": _enum(("image_generation.partial_image", "image_generation.completed",
+                       "image_edit.partial_image", "image_edit.completed")),
+        "b64_json": STRING, "created_at": {"type": "integer"}, "size": STRING,
+        "quality": STRING, "background": STRING, "output_format": STRING,
+        "partial_image_index": {"type": "integer", "description": "partial images only"},
+        "image_index": {"type": "integer", "description": "which image (n > 1)"},
+        "usage": {"type": "object", "description": "completed, gpt-image models"},
+        "url": {"type": "string", "format": "uri", "description": "completed: the hosted "
+                "image (beyond OpenAI)"},
+        "task_id": {"type": "string", "description": "completed (beyond OpenAI)"},
+        "revised_prompt": STRING}, ("type", "b64_json", "created_at"),
+        description="the data of one streamed event (OpenAI's ImageGenStreamEvent and "
+                    "ImageEditStreamEvent fields, plus url and task_id on completed)"),
     "GenerationAccepted": _obj({"task_id": STRING, "trace_id": STRING},
                                ("task_id", "trace_id"),
                                description="async or callback_url: the task is queued"),

@@ -68,6 +68,10 @@ def generate(
     response_format: Annotated[str | None, typer.Option(help="url or b64_json")] = None,
     is_async: Annotated[bool, typer.Option("--async", help="Submit, then poll the task")
                         ] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Show partial images as they "
+                                         "arrive (gpt-image, nano-banana)")] = False,
+    partial_images: Annotated[int, typer.Option(help="With --stream: partial images, 0-3")
+                              ] = 2,
     out: Annotated[Path, typer.Option(help="Directory for the images")] = Path("."),
     base_url: BaseUrl = "http://127.0.0.1:8000",
     token: Token = None,
@@ -84,6 +88,12 @@ def generate(
     if is_async:
         body["async"] = True
     client = _client(base_url, token, timeout)
+    if stream:
+        from imagegate.cli import streaming
+
+        body.update(stream=True, partial_images=partial_images)
+        _saving(client, lambda: streaming.generate(client, body, out))
+        return
     _saving(client, lambda: client.generate(body, out))
 
 
@@ -106,6 +116,10 @@ def edit(
     response_format: Annotated[str | None, typer.Option(help="url or b64_json")] = None,
     is_async: Annotated[bool, typer.Option("--async", help="Submit, then poll the task")
                         ] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Show partial images as they "
+                                         "arrive (gpt-image, nano-banana)")] = False,
+    partial_images: Annotated[int, typer.Option(help="With --stream: partial images, 0-3")
+                              ] = 2,
     out: Annotated[Path, typer.Option(help="Directory for the images")] = Path("."),
     base_url: BaseUrl = "http://127.0.0.1:8000",
     token: Token = None,
@@ -122,6 +136,12 @@ def edit(
     if is_async:
         body["async"] = True
     client = _client(base_url, token, timeout)
+    if stream:
+        from imagegate.cli import streaming
+
+        body.update(stream=True, partial_images=partial_images)
+        _saving(client, lambda: streaming.edit(client, body, images, mask, out))
+        return
     _saving(client, lambda: client.edit(body, images, mask, out))
 
 

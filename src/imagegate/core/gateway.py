@@ -26,6 +26,7 @@ from imagegate.core.node_memory import NodeMemory
 from imagegate.core.routing.channels import ChannelRouter, build_provider
 from imagegate.core.routing.registry import Registry, load_registry
 from imagegate.core.ssrf import CallbackPolicy
+from imagegate.core.streaming import StreamService
 from imagegate.core.tasks.callbacks import CallbackDispatcher
 from imagegate.core.tasks.notify import QueueNotifier
 from imagegate.core.tasks.store import TaskStore
@@ -58,6 +59,7 @@ class Gateway:
     node_id: str
     credentials: CredentialCache
     limiter: RateLimiter
+    streams: StreamService
     unavailable: dict[str, list[str]] = field(default_factory=dict)
     started: int = field(default_factory=lambda: int(time.time()))
     _background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -126,7 +128,7 @@ class Gateway:
         await credentials.start()
         limiter = RateLimiter(settings.redis_url, settings.rate_limit_prefix, memory=memory)
         return cls(settings=settings, registry=registry, sessions=sessions, credentials=credentials,
-                   limiter=limiter,
+                   limiter=limiter, streams=StreamService(generation),
                    store=store, providers=providers, generation=generation, edits=edits,
                    tasks=tasks,
                    callbacks=callbacks, node_id=node, unavailable=unavailable)

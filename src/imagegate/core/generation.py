@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from imagegate.providers.base import (
     ImageResult,
     ProviderError,
 )
+from imagegate.providers.streaming import StreamEvent
 
 log = structlog.get_logger("imagegate.generation")
 
@@ -57,6 +58,8 @@ class Job:
     cost: int  # micro-credits held for this task
     # how the task reaches its upstream when it is not a generation (edits: core/edits)
     produce: Callable[[], Awaitable[ImageResult]] | None = None
+    # the same, streamed (SPEC section 8): each event with the channel that sent it
+    stream: Callable[[], AsyncIterator[tuple[str, StreamEvent]]] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -69,6 +72,21 @@ class Outcome:
     credits: int
 
 
+OPENAI_FIELDS = ("background", "output_format", "quality", "size", "usage")
+
+
+def openai_fields(family: str, meta: dict[str, Any] | None, usage: dict[str, Any] | None
+                  ) -> dict[str, Any]:
+    """What OpenAI's own response carries beside ``data`` for the gpt-image models, when
+    the upstream gave it (SPEC section 3): the SDKs' ImagesResponse fields."""
+    if family != "gpt-image":
+        return {}
+    fields = dict(meta or {})
+    if usage:
+        fields["usage"] = usage
+    return {f: fields[f] for f in OPENAI_FIELDS if f in fields}
+
+
 def image_request(model: ModelConfig, params: Params) -> ImageRequest:
     return ImageRequest(
         public_model=model.name, family=model.family, upstream_model=model.name,
@@ -76,7 +94,7 @@ def image_request(model: ModelConfig, params: Params) -> ImageRequest:
         height=params.height, aspect_ratio=params.aspect_ratio, image_size=params.image_size,
         quality=params.quality, style=params.style, background=params.background,
         output_format=params.output_format, output_compression=params.output_compression,
-        moderation=params.moderation, user=params.user,
+        moderation=params.moderation, user=params.user, partial_images=params.partial_images,
     )
 
 
@@ -277,7 +295,8 @@ class GenerationService:
         finally:
             self._leases.pop(job.task_id, None)
         body = {"success": True, "task_id": job.task_id, "trace_id": job.trace_id,
-                "created": int(time.time()), "data": shown}
+                "created": int(time.time()), "data": shown,
+                **openai_fields(job.model.family, result.meta, result.usage)}
         if await self.tasks.succeed(job.task_id, owner, job.credential_id, job.cost,
                                     {**body, "data": stored}, result.usage, result.upstream,
                                     has_callback):

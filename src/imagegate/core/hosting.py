@@ -8,7 +8,7 @@ from typing import Any
 
 from imagegate.core.conversion import ensure_format
 from imagegate.core.routing.params import Params
-from imagegate.providers.base import ImageResult, ProviderError
+from imagegate.providers.base import GeneratedImage, ImageResult, ProviderError
 from imagegate.storage.store import EXTENSIONS, ImageStore
 
 Items = list[dict[str, Any]]
@@ -32,28 +32,32 @@ class ImageHost:
         task records keep the hosted URL, not megabytes of base64)."""
         if not result.images:
             raise ProviderError("the upstream returned no images")
-        converted = await asyncio.gather(*(
-            ensure_format(img.data, img.mime_type, params.output_format,
-                          params.output_compression)
-            for img in result.images
-        ))
-        keys = [f"{family}/{task_id}_{i}.{EXTENSIONS[mime]}"
-                for i, (_, mime) in enumerate(converted)]
-        await asyncio.gather(*(self.store.put(key, data)
-                               for key, (data, _) in zip(keys, converted, strict=True)))
+        hosted = await asyncio.gather(*(
+            self.host_one(family, task_id, i, params, image)
+            for i, image in enumerate(result.images)))
         shown: Items = []
         stored: Items = []
-        for key, (data, _), image in zip(keys, converted, result.images, strict=True):
-            revised = params.prompt
-            if family != "nano-banana" and image.revised_prompt:
-                revised = image.revised_prompt
-            stored.append({"revised_prompt": revised, "url": self.url(key)})
+        for data, item in hosted:
+            stored.append(item)
             if params.response_format == "b64_json":
-                shown.append({"revised_prompt": revised,
+                shown.append({"revised_prompt": item["revised_prompt"],
                               "b64_json": base64.b64encode(data).decode()})
             else:
-                shown.append(stored[-1])
+                shown.append(item)
         return shown, stored
+
+    async def host_one(self, family: str, task_id: str, index: int, params: Params,
+                       image: GeneratedImage) -> tuple[bytes, dict[str, Any]]:
+        """One image in the format asked for, stored: its bytes and the task record's item
+        (a stream hosts each image as it arrives)."""
+        data, mime = await ensure_format(image.data, image.mime_type, params.output_format,
+                                         params.output_compression)
+        key = f"{family}/{task_id}_{index}.{EXTENSIONS[mime]}"
+        await self.store.put(key, data)
+        revised = params.prompt
+        if family != "nano-banana" and image.revised_prompt:
+            revised = image.revised_prompt
+        return data, {"revised_prompt": revised, "url": self.url(key)}
 
     async def as_b64(self, items: Items) -> Items:
         """Turn stored URL items back into b64_json items (replays, callbacks)."""

@@ -8,10 +8,13 @@ decides what its errors mean for the client.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from imagegate.providers.streaming import StreamEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class ImageRequest:
     moderation: str | None = None
     user: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    partial_images: int = 0  # streams only: interim pictures wanted (0-3)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class ImageResult:
     images: list[GeneratedImage]
     usage: dict[str, Any] | None = None  # upstream token usage, recorded on the task
     upstream: str | None = None  # which channel served it (for logs/metrics), never a key
+    # what OpenAI's response says of the images (size, quality, background, output_format),
+    # passed on to gpt-image clients as OpenAI's own response carries it (SPEC section 3)
+    meta: dict[str, Any] | None = None
 
 
 class ProviderError(Exception):
@@ -159,7 +166,18 @@ class Provider(Protocol):
 
     async def edit(self, request: EditRequest) -> ImageResult: ...
 
+
     async def aclose(self) -> None: ...
+
+
+class StreamingProvider(Provider, Protocol):
+    """An upstream that also streams (SPEC section 8); one that does not is answered whole,
+    as completed images only."""
+
+    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+        """The images as the upstream sends them, with interim pictures; an
+        :class:`EditRequest` streams an edit."""
+        ...
 
 
 class DeadlineExceeded(ProviderError):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from imagegate.providers import http
+from imagegate.providers import gemini_stream, http
 from imagegate.providers.base import (
     ContentBlocked,
     EditRequest,
@@ -18,6 +18,7 @@ from imagegate.providers.base import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from imagegate.providers.streaming import StreamEvent
 
 if TYPE_CHECKING:  # providers take the config object, but never import the core
     from imagegate.core.routing.registry import UpstreamConfig
@@ -84,6 +85,10 @@ class GeminiProvider:
                 f"Gemini takes at most {MAX_INLINE_REQUEST / 1e6:.0f} MB in one request: "
                 "send smaller or fewer images")
         return await self.generate(request)
+
+    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+        """streamGenerateContent (SPEC section 8); an edit's inputs ride in the parts."""
+        return gemini_stream.stream(self, request)
 
     async def generate(self, request: ImageRequest) -> ImageResult:
         """One generateContent call: one image per candidate."""

@@ -4,10 +4,10 @@ deployments are ``azure``, a subclass)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from imagegate.providers import http
+from imagegate.providers import http, openai_stream
 from imagegate.providers.base import (
     EditRequest,
     GeneratedImage,
@@ -18,6 +18,7 @@ from imagegate.providers.base import (
     UpstreamUnavailable,
 )
 from imagegate.providers.openai_edits import edit_form
+from imagegate.providers.streaming import StreamEvent
 
 if TYPE_CHECKING:  # providers take the config object, but never import the core
     from imagegate.core.routing.registry import UpstreamConfig
@@ -29,6 +30,15 @@ DEFAULT_SEND = {
                   "output_compression", "moderation", "user", "input_fidelity"),
     "nano-banana": ("prompt", "n", "size", "user"),
 }
+
+
+META_FIELDS = ("size", "quality", "background", "output_format")
+
+
+def meta_of(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The image fields of OpenAI's answer (ImagesResponse, or a stream's events)."""
+    meta = {f: payload[f] for f in META_FIELDS if isinstance(payload.get(f), str)}
+    return meta or None
 
 
 class OpenAIProvider:
@@ -77,6 +87,10 @@ class OpenAIProvider:
     async def generate(self, request: ImageRequest) -> ImageResult:
         return await self._call(request, "generations", json=self.body(request))
 
+    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+        """Generations and edits with ``stream: true`` (SPEC section 8)."""
+        return openai_stream.stream(self, request)
+
     async def edit(self, request: EditRequest) -> ImageResult:
         """``POST /v1/images/edits``: the same fields, as multipart with the inputs."""
         return await self._call(request, "edits", data=edit_form(self.body(request), request))
@@ -94,7 +108,10 @@ class OpenAIProvider:
             raise http.transport_error(channel, e) from None
         if response.status != 200:
             raise self.classify(channel, response)
-        payload = http.json_body(response)
+        return await self.result_of(channel, http.json_body(response))
+
+    async def result_of(self, channel: str, payload: Any) -> ImageResult:
+        """An ImagesResponse's images (b64_json, or a URL to download), usage and fields."""
         if not isinstance(payload, dict):
             raise UpstreamUnavailable(f"upstream {channel} sent a body that is not JSON")
         items = payload.get("data")
@@ -116,7 +133,7 @@ class OpenAIProvider:
             images.append(GeneratedImage(data, mime, revised if isinstance(revised, str)
                                          else None))
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else None
-        return ImageResult(images=images, usage=usage, upstream=channel)
+        return ImageResult(images=images, usage=usage, upstream=channel, meta=meta_of(payload))
 
     async def aclose(self) -> None:
         await self.client.aclose()

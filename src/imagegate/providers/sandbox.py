@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+from collections.abc import AsyncIterator
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
+from imagegate.providers import sandbox_stream
 from imagegate.providers.base import EditRequest, GeneratedImage, ImageRequest, ImageResult
 from imagegate.providers.sandbox_edits import render_edit
+from imagegate.providers.streaming import StreamEvent
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -70,6 +73,16 @@ def render(prompt: str, label: str, width: int, height: int, fmt: str, transpare
     return buf.getvalue()
 
 
+def _meta(request: ImageRequest, width: int, height: int) -> dict[str, str] | None:
+    """What OpenAI's answer says of the image, for the gpt-image models it stands in for."""
+    if request.family != "gpt-image":
+        return None
+    quality = request.quality if request.quality not in (None, "auto") else "medium"
+    background = "transparent" if request.background == "transparent" else "opaque"
+    return {"size": f"{width}x{height}", "quality": quality, "background": background,
+            "output_format": request.output_format}
+
+
 class SandboxProvider:
     """Renders images with Pillow off the event loop; optional latency mimics a slow upstream."""
 
@@ -83,6 +96,12 @@ class SandboxProvider:
     async def generate(self, request: ImageRequest) -> ImageResult:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
+        return await self._generate_now(request)
+
+    def stream(self, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+        return sandbox_stream.stream(self, request)
+
+    async def _generate_now(self, request: ImageRequest) -> ImageResult:
         width, height = dimensions(request)
         fmt = request.output_format
         transparent = request.background == "transparent" and fmt in ("png", "webp")
@@ -94,11 +113,14 @@ class SandboxProvider:
                     transparent, request.output_compression, i,
                 )
             images.append(GeneratedImage(data=data, mime_type=_MIME[fmt]))
-        return ImageResult(images=images, upstream="sandbox")
+        return ImageResult(images=images, upstream="sandbox", meta=_meta(request, width, height))
 
     async def edit(self, request: EditRequest) -> ImageResult:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
+        return await self._edit_now(request)
+
+    async def _edit_now(self, request: EditRequest) -> ImageResult:
         fmt = request.output_format
         inputs = [image.data for image in request.images]
         mask = request.mask.data if request.mask is not None else None
@@ -109,7 +131,11 @@ class SandboxProvider:
                 request.public_model, request.width, request.height, fmt,
                 request.output_compression)
             images.append(GeneratedImage(data=data, mime_type=_MIME[fmt]))
-        return ImageResult(images=images, upstream="sandbox")
+        width, height = request.width, request.height
+        if not (width and height) and request.images:
+            width, height = request.images[0].width, request.images[0].height
+        return ImageResult(images=images, upstream="sandbox",
+                           meta=_meta(request, width or _DEFAULT_SIDE, height or _DEFAULT_SIDE))
 
     async def aclose(self) -> None:
         return None

@@ -3,13 +3,14 @@
 // by name, so the code runs beside them. tests/test_playground_edits.py runs every one.
 
 import {
-  curlTail, isAsync, jsTail, openaiImports, openaiTail, pyValue, pythonImports, pythonTail,
-  shell,
+  curlTail, isAsync, isStream, jsTail, openaiImports, openaiTail, pyValue, pythonImports,
+  pythonTail, shell,
 } from "./snippets.js";
 
 // what the SDK's images.edit takes as arguments; the rest goes in extra_body
 const SDK_EDIT = ["model", "prompt", "n", "size", "quality", "response_format", "background",
-                  "output_format", "output_compression", "input_fidelity", "user"];
+                  "output_format", "output_compression", "input_fidelity", "user", "stream",
+                  "partial_images"];
 const MIME = { png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", webp: "image/webp" };
 
 const multipart = (edit) => edit.files.length > 0 || Boolean(edit.mask);
@@ -26,7 +27,8 @@ function python(body, origin, token, edit) {
     `headers = {"authorization": "Bearer ${token}"}\n`;
   if (!multipart(edit)) {
     head += `payload = ${pyValue(jsonBody(body, edit), 0)}\n\n` +
-      `response = requests.post(url, json=payload, headers=headers)\n`;
+      `response = requests.post(url, json=payload, headers=headers` +
+      `${isStream(body) ? ", stream=True" : ""})\n`;
     return head + pythonTail(body, origin);
   }
   const fields = text(body);
@@ -35,17 +37,23 @@ function python(body, origin, token, edit) {
                  ...(edit.mask ? [`    ("mask", open(${JSON.stringify(edit.mask)}, "rb")),`] : [])];
   head += `data = ${pyValue(fields, 0)}  # every field is text in a multipart form\n` +
     `files = [\n${files.join("\n")}\n]\n\n` +
-    `response = requests.post(url, headers=headers, data=data, files=files)\n`;
+    `response = requests.post(url, headers=headers, data=data, files=files` +
+    `${isStream(body) ? ", stream=True" : ""})\n`;
   return head + pythonTail(body, origin);
 }
 
 function openai(body, origin, token, edit) {
+  const stream = isStream(body);
+  const types = stream
+    ? "from openai import Stream\nfrom openai.types import ImageEditStreamEvent, ImagesResponse\n"
+    : "from openai.types import ImagesResponse\n";
   const head = `${openaiImports(body)}from openai import OpenAI\n` +
-    (multipart(edit) ? "" : "from openai.types import ImagesResponse\n") + "\n" +
+    (multipart(edit) ? "" : types) + "\n" +
     `client = OpenAI(base_url="${origin}/v1", api_key="${token}")\n`;
   if (!multipart(edit)) {
     // images.edit uploads files; image URLs go as JSON through the client's own post
-    return head + `result = client.post("/images/edits", cast_to=ImagesResponse, body=` +
+    const how = stream ? "stream=True, stream_cls=Stream[ImageEditStreamEvent], " : "";
+    return head + `result = client.post("/images/edits", cast_to=ImagesResponse, ${how}body=` +
       `${pyValue(jsonBody(body, edit), 0)})\n` + openaiTail(body, origin);
   }
   const opened = edit.files.map((name) => `open(${JSON.stringify(name)}, "rb")`);

@@ -27,7 +27,8 @@ function enable(param, on) {
   box.classList.toggle("off", !on);
   box.querySelectorAll("input, select").forEach((el) => { el.disabled = !on; });
   box.title = on ? "" : ({ callback_url: "tick Asynchronous first",
-                           mask: "nano-banana models take no mask" }[param]
+                           mask: "nano-banana models take no mask",
+                           stream: "dall-e-3 does not stream" }[param]
                          || "this model family ignores it");
 }
 
@@ -39,6 +40,7 @@ function applyFamily() {
   setOptions($("quality"), quality.concat(fam.quality.map((q) => [q, q])));
   for (const param of PARAMS) enable(param, fam.fields.includes(param));
   enable("mask", fam !== familyOf({ family: "nano-banana" }));  // Gemini takes no mask
+  enable("stream", fam !== familyOf({ family: "dalle" }));  // dall-e-3 does not stream
   $("n").max = String(fam.nMax);
   if (Number($("n").value) > fam.nMax) $("n").value = String(fam.nMax);
   showCustomSize();
@@ -70,6 +72,10 @@ function payload() {
   if ($("async").checked) {
     const cb = $("callback_url").value.trim();
     if (cb) body.callback_url = cb; else body.async = true;
+  } else if ($("stream").checked && !$("stream").disabled) {
+    body.stream = true;
+    const partial = Number($("partial_images").value);
+    if (Number.isInteger(partial) && partial > 0) body.partial_images = Math.min(partial, 3);
   }
   return body;
 }
@@ -194,7 +200,15 @@ function init() {
   });
   $("model").addEventListener("change", applyFamily);
   $("size").addEventListener("change", showCustomSize);
-  $("async").addEventListener("change", () => enable("callback_url", $("async").checked));
+  $("async").addEventListener("change", () => {
+    enable("callback_url", $("async").checked);
+    if ($("async").checked) $("stream").checked = false;  // a stream answers on the spot
+  });
+  $("stream").addEventListener("change", () => {
+    if (!$("stream").checked) return;
+    $("async").checked = false;
+    enable("callback_url", false);
+  });
   $("form").addEventListener("input", render);
   $("form").addEventListener("change", render);
   $("form").addEventListener("submit", submit);

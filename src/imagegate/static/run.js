@@ -2,6 +2,7 @@
 // real task states while polling, and a way out (Cancel, or an overall deadline).
 
 import { STATES } from "./family.js";
+import { events, shown } from "./stream.js";
 
 const $ = (id) => document.getElementById(id);
 export const POLL_DEADLINE_MS = 20 * 60 * 1000;  // gpt-image-2 at 4K can take 8 minutes
@@ -131,6 +132,60 @@ function showImages(items, format) {
   }));
 }
 
+// A partial image of a streamed answer: shown after the images already completed, until
+// its image completes.
+function showPartial(items, data, format) {
+  showImages(items, format);
+  const fig = document.createElement("figure");
+  fig.className = "partial";
+  const img = document.createElement("img");
+  img.src = `data:image/${data.output_format || format || "png"};base64,${data.b64_json}`;
+  img.alt = `partial image ${data.partial_image_index + 1}`;
+  const cap = document.createElement("figcaption");
+  cap.textContent = `partial image ${data.partial_image_index + 1} · ${data.size}`;
+  fig.append(img, cap);
+  $("images").append(fig);
+}
+
+async function streamed(run, target, body) {
+  const headers = { authorization: `Bearer ${$("token").value.trim()}` };
+  if (!(target.body instanceof FormData)) headers["content-type"] = "application/json";
+  const response = await fetch(target.path, { method: "POST", body: target.body, headers,
+                                              signal: run.controller.signal });
+  if (!response.ok) {
+    let answer = null;
+    try { answer = await response.json(); } catch { answer = null; }
+    $("raw").textContent = JSON.stringify(answer, null, 2);
+    return finish(run, `failed (HTTP ${response.status})`, "failed",
+                  errorText({ status: response.status, body: answer }));
+  }
+  run.taskId = response.headers.get("x-task-id");
+  const items = [];
+  const log = [];
+  let partials = 0;
+  for await (const [name, data] of events(response)) {
+    if (run.cancelled) return;
+    log.push(shown(name, data));
+    $("raw").textContent = JSON.stringify(log, null, 2);
+    if (name === "error") {
+      return finish(run, `failed after ${run.seconds().toFixed(1)} s (nothing charged)`,
+                    "failed", errorText({ body: data }));
+    }
+    if (name.endsWith(".partial_image")) {
+      partials += 1;
+      showPartial(items, data, body.output_format);
+      say(`partial image ${data.partial_image_index + 1} at ${run.seconds().toFixed(1)} s`, "running");
+    } else if (name.endsWith(".completed")) {
+      items.push({ url: data.url, b64_json: data.b64_json, revised_prompt: data.revised_prompt });
+      showImages(items, body.output_format);
+      say(`image ${items.length} completed at ${run.seconds().toFixed(1)} s`, "running");
+    }
+  }
+  const charged = response.headers.get("x-credits-charged");
+  finish(run, `done in ${run.seconds().toFixed(1)} s · ${partials} partial images` +
+         (charged ? ` · ${charged} credits charged` : ""), "succeeded");
+}
+
 function finish(run, text, state, error) {
   run.stop();
   say(text, state);
@@ -209,6 +264,10 @@ export async function start(body, request = null) {
   $("raw").textContent = "(waiting for the answer)";
   say("waiting for the gateway…", "waiting");
   try {
+    if (body.stream) {
+      await streamed(run, target, body);
+      return;
+    }
     const result = await api(target.path, { method: "POST", signal: run.controller.signal,
       body: target.body });
     if (run.cancelled) return;

@@ -7,7 +7,8 @@ import { EDIT_WRITERS } from "./edit_snippets.js";
 export const LANGS = ["python", "openai", "curl", "js"];
 
 const SDK_PARAMS = ["model", "prompt", "n", "size", "quality", "style", "response_format",
-                    "background", "output_format", "output_compression", "moderation"];
+                    "background", "output_format", "output_compression", "moderation", "stream",
+                    "partial_images"];
 
 export function pyValue(v, indent) {
   const pad = " ".repeat(indent);
@@ -23,18 +24,28 @@ export function pyValue(v, indent) {
 }
 
 export const isAsync = (body) => Boolean(body.async || body.callback_url);
+export const isStream = (body) => body.stream === true && !isAsync(body);
 export const shell = (text) => `'${text.replace(/'/g, "'\\''")}'`;
 
 function python(body, origin, token) {
   const head = `${pythonImports(body)}import requests\n\n` +
     `url = "${origin}/openai/images/generations"\nheaders = {\n    "accept": "application/json",\n` +
     `    "authorization": "Bearer ${token}",\n    "content-type": "application/json",\n}\n` +
-    `payload = ${pyValue(body, 0)}\n\nresponse = requests.post(url, json=payload, headers=headers)\n`;
+    `payload = ${pyValue(body, 0)}\n\nresponse = requests.post(url, json=payload, headers=headers` +
+    `${isStream(body) ? ", stream=True" : ""})\n`;
   return head + pythonTail(body, origin);
 }
 
 // after `response = requests.post(...)`: print it, or poll the task it started
 export function pythonTail(body, origin) {
+  if (isStream(body)) {
+    return `response.raise_for_status()\nevent = ""\n` +
+      `for line in response.iter_lines(decode_unicode=True):  # Server-Sent Events\n` +
+      `    if line.startswith("event: "):\n        event = line[len("event: "):]\n` +
+      `    elif line.startswith("data: "):\n        data = json.loads(line[len("data: "):])\n` +
+      `        print(event, data.get("url") or data.get("error") or ` +
+      `f"partial image {data.get('partial_image_index')}")\n`;
+  }
   if (!isAsync(body)) return `print(response.text)\n`;
   return `response.raise_for_status()\ntask_id = response.json()["task_id"]\n` +
     `print("task", task_id)\n\nwhile True:  # poll until the task ends\n` +
@@ -45,6 +56,7 @@ export function pythonTail(body, origin) {
 }
 
 export function pythonImports(body) {
+  if (isStream(body)) return "import json\n\n";
   return isAsync(body) ? "import json\nimport time\n\n" : "";
 }
 
@@ -60,6 +72,10 @@ function openai(body, origin, token) {
 
 // after `result = client.images...(...)`: print the images, or poll the task
 export function openaiTail(body, origin) {
+  if (isStream(body)) {
+    return `for event in result:  # partial images, then each image completed\n` +
+      `    print(event.type, (event.model_extra or {}).get("url") or len(event.b64_json))\n`;
+  }
   if (!isAsync(body)) {
     return `for image in result.data:\n    print(image.url or image.b64_json[:60] + "...")\n`;
   }
@@ -86,6 +102,7 @@ function curl(body, origin, token) {
 
 // ``post`` is the submitting curl command: run it, or run it and poll the task
 export function curlTail(body, post, origin, token) {
+  if (isStream(body)) return post.replace("curl -sS ", "curl -sS -N ") + "\n";  // -N: as it comes
   if (!isAsync(body)) return post + "\n";
   return `submitted=$(${post})\necho "$submitted"\n` +
     `task_id=$(printf '%s' "$submitted" | sed -n 's/.*"task_id": *"\\([^"]*\\)".*/\\1/p')\n` +
@@ -109,6 +126,19 @@ function js(body, origin, token) {
 
 // after `const response = await fetch(...)` (and `headers` for JSON): print it, or poll
 export function jsTail(body, origin) {
+  if (isStream(body)) {
+    return `if (!response.ok) throw new Error(await response.text());\n` +
+      `const reader = response.body.getReader();\nconst decoder = new TextDecoder();\n` +
+      `let buffer = "";\nfor (;;) {  // Server-Sent Events: "event: <type>", "data: <json>"\n` +
+      `  const { done, value } = await reader.read();\n` +
+      `  if (value) buffer += decoder.decode(value, { stream: true });\n  let at;\n` +
+      `  while ((at = buffer.indexOf("\\n\\n")) >= 0) {\n` +
+      `    const [kind, data] = buffer.slice(0, at).split("\\n");\n` +
+      `    buffer = buffer.slice(at + 2);\n` +
+      `    const event = JSON.parse(data.slice("data: ".length));\n` +
+      `    console.log(kind.slice("event: ".length), event.url || event.error ||\n` +
+      `      \`partial image \${event.partial_image_index}\`);\n  }\n  if (done) break;\n}\n`;
+  }
   if (!isAsync(body)) return `console.log(JSON.stringify(await response.json(), null, 2));\n`;
   return `const submitted = await response.json();\n` +
     `if (!submitted.task_id) throw new Error(JSON.stringify(submitted));\n` +

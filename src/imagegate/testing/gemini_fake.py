@@ -4,6 +4,12 @@ It is as strict as Google's proto-JSON front end (unknown fields are errors, cam
 snake_case accepted), returns Google's published output sizes, and reproduces the quirks a
 gateway must handle: thought parts to skip, safety blocks delivered as HTTP 200.
 
+``streamGenerateContent?alt=sse`` sends the answer as Server-Sent Events ``data: <chunk>``
+(googleapis/python-genai ``_api_client.py`` strips ``data: `` line by line), one part per
+chunk, the last with ``finishReason`` and ``usageMetadata`` (no alt: one JSON array). Gemini
+3 Pro Image thinks in up to two interim images, ``thought: true`` parts (the Gemini API's
+image generation guide, "thinking process"): a streamed answer has two.
+
 Edits are generateContent calls whose parts carry the input images as ``inlineData``
 (``{mimeType, data}``, base64) beside the text (the Gemini API's image generation guide,
 "image editing"; its image understanding guide: inline data for requests under 20MB in
@@ -32,6 +38,7 @@ from PIL import Image
 from imagegate.testing import pictures
 from imagegate.testing.records import Fault, RecordedRequest, Response
 from imagegate.testing.server import FakeServer
+from imagegate.testing.streams import gemini_chunks
 
 RATIOS_25: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
@@ -86,7 +93,7 @@ _STATUS: dict[int, tuple[str, str]] = {
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
 }
-_PATH = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
+_PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _GOOGLE_HTML = (
     "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error {status} "
     "({reason})!!1</title>\n  <p><b>{status}.</b> <ins>That\u2019s an error.</ins>\n  <p>{text}"
@@ -222,9 +229,17 @@ class FakeGemini(FakeServer):
             return self._error(exc)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
+        streamed = match.group(2) == "streamGenerateContent"
         payload = await self.run_sync(self._generate, model, prompt, modalities, size,
-                                      fault or Fault(), inputs)
-        return Response(200, payload, [("vary", "Origin")], _JSON)
+                                      fault or Fault(), inputs, 2 if streamed else 1)
+        if not streamed:
+            return Response(200, payload, [("vary", "Origin")], _JSON)
+        chunks = gemini_chunks(orjson.loads(payload))
+        if request.query.get("alt") != "sse":  # without alt=sse: one JSON array
+            return Response(200, orjson.dumps(chunks), [("vary", "Origin")], _JSON)
+        frames = [b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks]
+        return Response(200, b"", [("vary", "Origin")], "text/event-stream", stream=self.events(
+            frames, fault))
 
     # ----- validation -------------------------------------------------------------------
     def _validate(self, model: str, raw: Any
@@ -307,7 +322,7 @@ class FakeGemini(FakeServer):
     # ----- generation (runs in the executor) --------------------------------------------
     def _generate(self, model: str, prompt: str, modalities: list[str],
                   size: tuple[int, int, str], fault: Fault,
-                  inputs: list[tuple[int, int, str]] | None = None) -> bytes:
+                  inputs: list[tuple[int, int, str]] | None = None, drafts: int = 1) -> bytes:
         prompt_tokens = max(1, (len(prompt) + 3) // 4)
         envelope: dict[str, Any] = {"modelVersion": model,
                                     "responseId": secrets.token_urlsafe(16)}
@@ -322,9 +337,11 @@ class FakeGemini(FakeServer):
             parts.append({"text": f"**Composing the image**\n\nI'm planning a picture of "
                           f"{prompt[:60]}, deciding on layout and colours.", "thought": True})
         if thinking and model == "gemini-3-pro-image-preview" and "IMAGE" in modalities:
-            draft = pictures.render_b64(256, 256, "png", f"draft|{prompt}", "draft")
-            parts.append({"inlineData": {"mimeType": "image/png", "data": draft},
-                          "thought": True})
+            for k in range(drafts):
+                draft = pictures.render_b64(256, 256, "png", f"draft|{prompt}|{k}",
+                                            f"draft {k + 1}")
+                parts.append({"inlineData": {"mimeType": "image/png", "data": draft},
+                              "thought": True})
         if "TEXT" in modalities:
             parts.append({"text": f"Sure! Here is an image of {prompt[:80]}."})
         width, height, image_size = size

@@ -5,6 +5,14 @@ dall-e models answer with expiring signed links by default, like the real servic
 blob URLs, so the fake also serves `GET /files/...` and refuses expired or forged links.
 Edits are multipart and checked as OpenAI checks them (see ``openai_edit_rules``); the
 edited image's colours follow the first input's digest, so a test can tell it arrived.
+
+``stream: true`` answers with Server-Sent Events as OpenAI streams images: each
+``event: <type>`` + ``data: <json>``, the types and fields of openai-python's
+ImageGenPartialImageEvent / ImageGenCompletedEvent (edits: ImageEditPartialImageEvent /
+ImageEditCompletedEvent): ``type``, ``b64_json``, ``created_at``, ``size``, ``quality``,
+``background``, ``output_format``, ``partial_image_index`` on partials, ``usage`` on
+completed; ``partial_images`` 0-3 (0: the completed event only, as the SDK documents).
+Tests can hold a stream between its events (``hold_streams``) and cut it (``stream_cut``).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import hmac
 import secrets
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -67,6 +76,10 @@ _AZURE_ERROR = (
     '<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}\n'
     "RequestId:{request_id}\nTime:{now}</Message>{detail}</Error>"
 )
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
 def mask_key(key: str) -> str:
@@ -156,6 +169,9 @@ class FakeOpenAI(FakeServer):
             return self._error(exc)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
+        if params.stream:
+            frames = await self.run_sync(self._stream_frames, params, fault or Fault(), None)
+            return self._streamed(frames, fault)
         payload = await self.run_sync(self._generate, params, fault or Fault(),
                                       self._public_base(request))
         return Response(200, payload, self._headers())
@@ -176,6 +192,9 @@ class FakeOpenAI(FakeServer):
             return self._error(exc)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
+        if edit.params.stream:
+            frames = await self.run_sync(self._stream_frames, edit.params, fault or Fault(), edit)
+            return self._streamed(frames, fault)
         payload = await self.run_sync(self._generate, edit.params, fault or Fault(),
                                       self._public_base(request), edit)
         return Response(200, payload, self._headers())
@@ -226,6 +245,45 @@ class FakeOpenAI(FakeServer):
                 payload["usage"]["total_tokens"] += tokens
                 payload["usage"]["input_tokens_details"]["image_tokens"] = tokens
         return orjson.dumps(payload)
+
+    # ----- streaming (runs in the executor) -------------------------------------------------
+    def _streamed(self, frames: list[bytes], fault: Fault | None) -> Response:
+        return Response(200, b"", self._headers(), "text/event-stream; charset=utf-8",
+                        stream=self.events(frames, fault))
+
+    def _stream_frames(self, params: ImageParams, fault: Fault, edit: EditParams | None
+                       ) -> list[bytes]:
+        """``stream: true``: per image, ``partial_images`` partial events, then its completed
+        event (with that image's usage); edits name their events ``image_edit.*``."""
+        kind = "image_edit" if edit is not None else "image_generation"
+        source = "|" + hashlib.sha256(edit.images[0].data).hexdigest() if edit else ""
+        fields = {"background": params.background, "output_format": params.output_format,
+                  "quality": params.quality, "size": params.size}
+        one = replace(params, n=1)
+        frames: list[bytes] = []
+        for index in range(params.n):
+            seed = f"{params.model}|{params.prompt}|{index}{source}"
+            for partial in range(params.partial_images):
+                picture = pictures.render_b64(params.width, params.height, params.output_format,
+                                              f"{seed}|partial {partial}",
+                                              f"{params.model}\npartial {partial + 1}",
+                                              params.background == "transparent")
+                frames.append(_event(f"{kind}.partial_image", {
+                    "type": f"{kind}.partial_image", "b64_json": picture,
+                    "created_at": int(time.time()), **fields, "partial_image_index": partial}))
+            picture = pictures.render_b64(params.width, params.height, params.output_format,
+                                          seed, f"{params.model}\n{params.size}",
+                                          params.background == "transparent", fault.image_bytes)
+            spent = usage(one)
+            if edit is not None:
+                tokens = input_image_tokens(edit.images)
+                spent["input_tokens"] += tokens
+                spent["total_tokens"] += tokens
+                spent["input_tokens_details"]["image_tokens"] = tokens
+            frames.append(_event(f"{kind}.completed", {
+                "type": f"{kind}.completed", "b64_json": picture,
+                "created_at": int(time.time()), **fields, "usage": spent}))
+        return frames
 
     # ----- expiring links -------------------------------------------------------------------
     def _sign(self, name: str, expiry: str) -> str:

@@ -90,6 +90,8 @@ class ImageParams:
     output_format: str
     background: str
     response_format: str  # "b64_json" | "url"
+    stream: bool = False
+    partial_images: int = 0
 
     @property
     def size(self) -> str:
@@ -229,13 +231,20 @@ def validate(body: Any) -> ImageParams:
     if background == "transparent" and output_format == "jpeg":
         raise OpenAIError(400, "Transparent background is not supported for output format "
                           "'jpeg'. Use 'png' or 'webp'.", "background", "invalid_value")
-    if _expect(body, "stream", bool, "a boolean"):
-        raise OpenAIError(400, "Invalid value: streaming is not supported by this fake "
-                          "upstream.", "stream", "invalid_value")
+    stream = bool(_expect(body, "stream", bool, "a boolean"))
+    partial = _expect(body, "partial_images", int, "an integer") or 0
+    if partial > 3:
+        raise OpenAIError(400, "Invalid 'partial_images': integer above maximum value. Expected "
+                          f"a value <= 3, but got {partial} instead.", "partial_images",
+                          "integer_above_max_value")
+    if partial < 0:
+        raise OpenAIError(400, "Invalid 'partial_images': integer below minimum value. Expected "
+                          f"a value >= 0, but got {partial} instead.", "partial_images",
+                          "integer_below_min_value")
     resolved_quality = "medium" if quality == "auto" else quality
     resolved_background = "transparent" if background == "transparent" else "opaque"
     return ImageParams(model, rules, prompt, n, width, height, resolved_quality, output_format,
-                       resolved_background, "b64_json")
+                       resolved_background, "b64_json", stream, partial)
 
 
 def _gemini(body: dict[str, Any], model: str, rules: ModelRules, prompt: str, n: int

@@ -6,6 +6,7 @@ Separate from the server so tests and the control plane can build these without 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -32,6 +33,7 @@ class Fault:
     image_bytes: int | None = None
     quota_id: str | None = None  # Gemini 429: the QuotaFailure violated, e.g. a per-day one
     text_only: str | None = None  # Gemini: the model answers in words (finishReason STOP)
+    stream_cut: int | None = None  # a stream: the connection drops after this many events
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fault:
@@ -69,6 +71,8 @@ class Response:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "application/json"
+    # a streamed body (Server-Sent Events): chunks sent as they come, chunked encoding
+    stream: AsyncIterator[bytes] | None = None
 
 
 def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None,

@@ -33,6 +33,7 @@ from imagegate.testing.records import (
     format_retry_after,
     json_response,
 )
+from imagegate.testing.streams import StreamingFake
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _HTML_PAGE = """<html>
 """
 
 
-class FakeServer:
+class FakeServer(StreamingFake):
     """Base class: sockets, keep-alive, fault queue, recording. Subclasses speak a protocol."""
 
     kind: ClassVar[str] = "generic"
@@ -74,6 +75,7 @@ class FakeServer:
         self._stopping: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._writers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._init_streams()
 
     # ----- lifecycle -------------------------------------------------------------------
     @property
@@ -170,6 +172,7 @@ class FakeServer:
             self._script.clear()
             self._always = None
             self._requests.clear()
+        self._reset_streams()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -351,6 +354,8 @@ class FakeServer:
 
     async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter,
                     response: Response, head: bool = False) -> None:
+        if response.stream is not None:
+            return await self._send_stream(conn, writer, response)
         headers = [
             ("content-type", response.content_type),
             ("content-length", str(len(response.body))),

@@ -1,7 +1,8 @@
 """The rules an edit adds to a generation's (SPEC sections 2 and 7).
 
 An edit's fields are a generation's, checked by the same per-family rules, plus
-``input_fidelity``, ``stream`` and ``partial_images``; multipart sends them all as text.
+``input_fidelity``; ``stream`` and ``partial_images`` are a generation's too (SPEC section 8).
+Multipart sends every field as text.
 """
 
 from __future__ import annotations
@@ -43,23 +44,6 @@ def form_fields(raw: dict[str, str]) -> dict[str, Any]:
                 raise BadRequest(f"{name} must be true or false; got {shown(body[name])}")
             body[name] = text in _TRUE
     return body
-
-
-def refuse_stream(body: dict[str, Any]) -> None:
-    """Streaming edits (SPEC section 8) are not served yet; ``stream`` is never ignored.
-
-    The one place to replace when streamed edits arrive."""
-    partial = body.get("partial_images")
-    if partial is not None and (isinstance(partial, bool) or not isinstance(partial, int)
-                                or not 0 <= partial <= 3):
-        raise BadRequest(f"partial_images must be an integer from 0 to 3; got {shown(partial)}")
-    stream = body.get("stream")
-    if stream is None or stream is False:
-        return
-    if stream is not True:
-        raise BadRequest(f"stream must be true or false; got {shown(stream)}")
-    raise BadRequest("stream: streamed edits are not available on this gateway yet; send the "
-                     "request without stream (or with stream false) for one JSON answer")
 
 
 def edit_options(model: ModelConfig, body: dict[str, Any], *, has_mask: bool) -> str | None:

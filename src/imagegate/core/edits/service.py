@@ -14,6 +14,7 @@ import dataclasses
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -24,17 +25,18 @@ from imagegate.core.edits.params import (
     MAX_IMAGES,
     edit_options,
     fit_to_input,
-    refuse_stream,
 )
 from imagegate.core.edits.sources import Blob, Budget, Reader, Source, label_of
 from imagegate.core.errors import ApiError, BadRequest
 from imagegate.core.generation import GenerationService, Job, image_request
 from imagegate.core.routing.params import EDIT_FIELDS, Params, stored_request
 from imagegate.core.routing.registry import ModelConfig
+from imagegate.core.routing.streaming import stream_channels
 from imagegate.core.tasks.idempotency import Replay
 from imagegate.core.tasks.store import QUEUED, RUNNING, Claimed
 from imagegate.db.models import Credential
 from imagegate.providers.base import EditRequest, ImageResult, InputImage
+from imagegate.providers.streaming import StreamEvent
 from imagegate.storage.store import EXTENSIONS, ImageStore
 
 TYPE = "images_edits"
@@ -75,7 +77,6 @@ class EditService:
 
     def prepare(self, body: dict[str, Any], *, has_mask: bool
                 ) -> tuple[ModelConfig, Params, str | None]:
-        refuse_stream(body)
         model, params = self.generation.prepare(body)
         return model, params, edit_options(model, body, has_mask=has_mask)
 
@@ -173,7 +174,8 @@ class EditService:
         job = Job(task_id=str(uuid.uuid4()), trace_id=params.trace_id or trace_id,
                   credential_id=credential.id, model=model, params=params,
                   cost=self.cost_of(model, params),
-                  produce=self._producer(model, params, fidelity, inputs))
+                  produce=self._producer(model, params, fidelity, inputs),
+                  stream=partial(self._stream, model, params, fidelity, inputs))
         now = time.time()
         row = {
             "id": job.task_id, "trace_id": job.trace_id, "type": TYPE,
@@ -226,11 +228,22 @@ class EditService:
     async def _produce(self, model: ModelConfig, params: Params, fidelity: str | None,
                        inputs: dict[str, Any]) -> ImageResult:
         """Inside the task's run: the inputs from storage, then the model's channels."""
+        request = await self._request(model, params, fidelity, inputs)
+        return await self.generation.router.edit(model, request)
+
+    async def _request(self, model: ModelConfig, params: Params, fidelity: str | None,
+                       inputs: dict[str, Any]) -> EditRequest:
         images = tuple(await asyncio.gather(*(
             self._load(StoredInput.of(r)) for r in inputs.get("images") or [])))
         mask = await self._load(StoredInput.of(inputs["mask"])) if inputs.get("mask") else None
-        request = edit_request(model, params, images, mask, fidelity)
-        return await self.generation.router.edit(model, request)
+        return edit_request(model, params, images, mask, fidelity)
+
+    async def _stream(self, model: ModelConfig, params: Params, fidelity: str | None,
+                      inputs: dict[str, Any]) -> AsyncIterator[tuple[str, StreamEvent]]:
+        """A streamed edit: the inputs from storage, then the model's channels, streamed."""
+        request = await self._request(model, params, fidelity, inputs)
+        async for item in stream_channels(self.generation.router, model, request):
+            yield item
 
     async def _load(self, stored: StoredInput) -> InputImage:
         data = await self.store.get(stored.key)

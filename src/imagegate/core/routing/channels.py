@@ -299,7 +299,16 @@ def merged(results: list[ImageResult], n: int) -> ImageResult:
         _add_usage(usage, result.usage or {})
     names = list(dict.fromkeys(r.upstream for r in results if r.upstream))
     return ImageResult(images=[img for r in results for img in r.images][:n],
-                       usage=usage or None, upstream=",".join(names)[:200] or None)
+                       usage=usage or None, upstream=",".join(names)[:200] or None,
+                       meta=next((r.meta for r in results if r.meta), None))
+
+
+def total_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Several calls' (or a stream's images') usage as one."""
+    total: dict[str, Any] = {}
+    for usage in usages:
+        _add_usage(total, usage)
+    return total or None
 
 
 def _add_usage(total: dict[str, Any], usage: Mapping[str, Any]) -> None:

@@ -32,8 +32,9 @@ COMMON_FIELDS = ("model", "prompt", "n", "size", "response_format", "user", "cal
 FAMILY_FIELDS = {
     "dalle": (*COMMON_FIELDS, "quality", "style"),
     "gpt-image": (*COMMON_FIELDS, "quality", "background", "output_format",
-                  "output_compression", "moderation"),
-    "nano-banana": (*COMMON_FIELDS, "output_format", "output_compression"),
+                  "output_compression", "moderation", "stream", "partial_images"),
+    "nano-banana": (*COMMON_FIELDS, "output_format", "output_compression", "stream",
+                    "partial_images"),
 }
 
 # an edit keeps its own field beside its family's; its images are stored apart and the task
@@ -66,6 +67,8 @@ class Params:
     callback_url: str | None
     is_async: bool
     trace_id: str | None
+    stream: bool = False  # answered as Server-Sent Events (SPEC section 8)
+    partial_images: int = 0
 
     @property
     def runs_async(self) -> bool:
@@ -248,6 +251,7 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
     if not isinstance(is_async, bool):
         raise BadRequest(f"async must be true or false; got {shown(is_async)}")
 
+    stream, partial_images = _stream(model, body, is_async, callback_url)
     quality = style = background = moderation = aspect_ratio = image_size = None
     output_format, compression = "png", None
     if family == "dalle":
@@ -279,8 +283,30 @@ def validate(registry: Registry, body: dict[str, Any]) -> tuple[ModelConfig, Par
         style=style, background=background, output_format=output_format,
         output_compression=compression, moderation=moderation, user=user,
         response_format=response_format or "url", callback_url=callback_url,
-        is_async=is_async, trace_id=trace_id,
+        is_async=is_async, trace_id=trace_id, stream=stream, partial_images=partial_images,
     )
+
+
+def _stream(model: ModelConfig, body: dict[str, Any], is_async: bool,
+            callback_url: str | None) -> tuple[bool, int]:
+    """``stream`` and ``partial_images`` (SPEC section 8): never ignored, so a client that
+    asked for events never gets one JSON answer instead."""
+    stream = body.get("stream")
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest(f"stream must be true or false; got {shown(stream)}")
+    partial = _integer(body, "partial_images", 0, 3, 0) or 0
+    if not stream:
+        return False, partial
+    if model.family == "dalle":
+        raise NotImplementedApi(f"stream is not supported by {model.name} (as with OpenAI's "
+                                "dall-e-3): send the request without stream, or use "
+                                "gpt-image-2 for partial images")
+    if is_async or callback_url is not None:
+        raise BadRequest("stream cannot be combined with async or callback_url: a stream "
+                         "answers on this connection; leave one of them out")
+    return True, partial
 
 
 def _served(model: ModelConfig, values: dict[str, Any]) -> None:

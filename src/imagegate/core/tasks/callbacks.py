@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from imagegate import webhooks
 from imagegate.core import metrics
 from imagegate.core.errors import BadRequest
+from imagegate.core.generation import OPENAI_FIELDS
 from imagegate.core.hosting import ImageHost
 from imagegate.core.ssrf import CallbackPolicy, CallbackRefused
 from imagegate.db.engine import Sessions
@@ -39,9 +40,9 @@ CLAIM_MARGIN = 5.0  # a claim outlives the attempt it covers by this (clock skew
 def payload(task: Task) -> dict[str, Any]:
     """The SPEC section 3 callback body, success or failure form."""
     if task.status == "succeeded" and task.response:
-        return {"success": True, "task_id": task.id, "trace_id": task.trace_id,
-                "data": {"created": task.response.get("created"),
-                         "data": task.response.get("data", [])}}
+        inner = {"created": task.response.get("created"), "data": task.response.get("data", [])}
+        inner.update({f: task.response[f] for f in OPENAI_FIELDS if f in task.response})
+        return {"success": True, "task_id": task.id, "trace_id": task.trace_id, "data": inner}
     return {"success": False, "task_id": task.id, "trace_id": task.trace_id,
             "error": {"code": task.error_code or "api_error",
                       "message": task.error_message or "the task failed"}}

@@ -1,0 +1,159 @@
+"""Choosing a channel for a stream: the channel router's order, breakers and retries, up to
+the first event.
+
+Once an event has gone to the client, the stream is committed to its channel: a failure
+after that ends the stream (the client saw partial images of that upstream's picture), so
+retries and failover happen only before anything was sent. A channel that makes one image
+per call gets ``n`` streams at once, their events merged as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+
+from imagegate.core import metrics
+from imagegate.core.routing.channels import ChannelRouter, channel_name, for_channel
+from imagegate.core.routing.registry import ChannelConfig, ModelConfig
+from imagegate.providers.base import (
+    EditRequest,
+    ImageRequest,
+    Provider,
+    ProviderError,
+    UpstreamCoolingDown,
+)
+from imagegate.providers.streaming import FinalImage, StreamEvent
+
+log = structlog.get_logger("imagegate.channels")
+_DONE = object()
+
+
+async def stream_channels(router: ChannelRouter, model: ModelConfig, request: ImageRequest
+                          ) -> AsyncIterator[tuple[str, StreamEvent]]:
+    """Each event with the channel that sent it. The model's time limit is the caller's."""
+    last: ProviderError | None = None
+    cooling: list[float] = []
+    for channel in router.ordered(model):
+        breaker = router._breaker(channel)
+        now, held = time.monotonic(), breaker.trial
+        if not breaker.admit(now):
+            cooling.append(breaker.wait(now))
+            continue
+        trial = breaker.trial and not held
+        if last is not None:
+            metrics.failovers_total.labels(model.name).inc()
+            log.warning("failover", model=model.name, to=channel_name(channel), stream=True)
+        sent = False
+        try:
+            attempt = 0
+            while True:
+                started = time.monotonic()
+                try:
+                    async for event in _events(router, channel, request):
+                        sent = True
+                        yield channel_name(channel), event
+                except ProviderError as e:
+                    _failed(router, channel, e, started)
+                    retries = channel.max_retries if e.retry_limit is None else min(
+                        channel.max_retries, e.retry_limit)
+                    if sent or not e.retryable or attempt >= retries or breaker.open_until:
+                        raise
+                    wait = router.backoff(attempt, e.retry_after)
+                    metrics.retries_total.labels(channel_name(channel)).inc()
+                    log.info("retry", channel=channel_name(channel), attempt=attempt + 1,
+                             wait=round(wait, 3), reason=e.message, stream=True)
+                    await asyncio.sleep(wait)
+                    attempt += 1
+                    continue
+                breaker.failures, breaker.open_until = 0, 0.0
+                router._observe(channel, "ok", started)
+                return
+        except ProviderError as e:
+            if sent or not e.failover:
+                raise
+            last = e
+        finally:
+            if trial:
+                breaker.trial = False
+    if last is not None:
+        raise last
+    seconds = math.ceil(min(cooling))
+    raise UpstreamCoolingDown(
+        f"the upstream of {model.name} is cooling down after repeated failures; it takes "
+        f"requests again in about {seconds} s", retry_after=seconds)
+
+
+def _failed(router: ChannelRouter, channel: ChannelConfig, error: ProviderError,
+            started: float) -> None:
+    """The breaker's account of a failed stream, as for a failed call."""
+    router._observe(channel, type(error).__name__, started)
+    breaker = router._breaker(channel)
+    if not error.channel_fault:
+        breaker.failures, breaker.open_until = 0, 0.0
+        return
+    breaker.failures += 1
+    if breaker.open_until or breaker.failures >= router.failure_threshold:
+        breaker.open_until = time.monotonic() + router.cooldown
+        log.warning("channel_cooling_down", channel=channel_name(channel),
+                    seconds=router.cooldown, reason=error.message)
+
+
+def _events(router: ChannelRouter, channel: ChannelConfig, request: ImageRequest
+            ) -> AsyncIterator[StreamEvent]:
+    provider = router.providers[channel.upstream]
+    routed = for_channel(request, channel)
+    if routed.n > 1 and router.fans_out(channel, request.family):
+        return _merged(provider, routed)
+    return _one(provider, routed)
+
+
+def _one(provider: Provider, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+    """The provider's stream; an upstream that cannot stream answers whole, as completed
+    images only (no partial images to pass on)."""
+    if hasattr(provider, "stream"):
+        return provider.stream(request)
+    return _whole(provider, request)
+
+
+async def _whole(provider: Provider, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+    result = await (provider.edit(request) if isinstance(request, EditRequest)
+                    else provider.generate(request))
+    for index, image in enumerate(result.images):
+        yield FinalImage(index, image, result.usage if index == 0 else None, result.meta)
+
+
+async def _merged(provider: Provider, request: ImageRequest) -> AsyncIterator[StreamEvent]:
+    """``n`` one-image streams at once; image ``i``'s events renumbered to ``i``."""
+    one = dataclasses.replace(request, n=1)
+    # at most n * (partial_images + 1) events: never full, so no runner waits on it
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    async def run(index: int) -> None:
+        try:
+            async for event in _one(provider, one):
+                queue.put_nowait(dataclasses.replace(event, index=index))
+        except ProviderError as e:
+            queue.put_nowait(e)
+        finally:
+            queue.put_nowait(_DONE)
+
+    runners = [asyncio.create_task(run(i)) for i in range(request.n)]
+    try:
+        finished = 0
+        while finished < request.n:
+            item = await queue.get()
+            if item is _DONE:
+                finished += 1
+            elif isinstance(item, ProviderError):
+                raise item
+            else:
+                yield item  # type: ignore[misc]
+    finally:
+        for runner in runners:
+            runner.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
