@@ -262,8 +262,8 @@ class ChannelRouter:
     def _observe(self, channel: ChannelConfig, outcome: str, started: float) -> None:
         seconds = time.monotonic() - started
         provider = self.registry.upstreams[channel.upstream].type
-        metrics.upstream_calls.labels(provider, channel_name(channel), outcome).inc()
-        metrics.upstream_seconds.labels(provider).observe(seconds)
+        metrics.child(metrics.upstream_calls, provider, channel_name(channel), outcome).inc()
+        metrics.child(metrics.upstream_seconds, provider).observe(seconds)
         if self.on_attempt is not None:
             self.on_attempt(channel_name(channel), outcome, seconds)
 
