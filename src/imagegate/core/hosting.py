@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from imagegate.core.conversion import ensure_format
 from imagegate.core.routing.params import Params
@@ -12,6 +13,15 @@ from imagegate.providers.base import ImageResult, ProviderError
 from imagegate.storage.store import EXTENSIONS, ImageStore
 
 Items = list[dict[str, Any]]
+T = TypeVar("T")
+
+
+async def _all(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """``gather``, without a task for the usual lone image (a task costs more than the
+    call it wraps when the image is small)."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
 
 
 class ImageHost:
@@ -32,15 +42,15 @@ class ImageHost:
         task records keep the hosted URL, not megabytes of base64)."""
         if not result.images:
             raise ProviderError("the upstream returned no images")
-        converted = await asyncio.gather(*(
+        converted = await _all([
             ensure_format(img.data, img.mime_type, params.output_format,
                           params.output_compression)
             for img in result.images
-        ))
+        ])
         keys = [f"{family}/{task_id}_{i}.{EXTENSIONS[mime]}"
                 for i, (_, mime) in enumerate(converted)]
-        await asyncio.gather(*(self.store.put(key, data)
-                               for key, (data, _) in zip(keys, converted, strict=True)))
+        await _all([self.store.put(key, data)
+                    for key, (data, _) in zip(keys, converted, strict=True)])
         shown: Items = []
         stored: Items = []
         for key, (data, _), image in zip(keys, converted, result.images, strict=True):
