@@ -184,8 +184,9 @@ class ChannelRouter:
         failure once every call has ended (those that succeeded stay in ``kept``)."""
         wanted = request.n - sum(len(r.images) for r in kept)
         if wanted <= 1 or not self.fans_out(channel):
-            kept.append(await self._channel(
-                model, channel, dataclasses.replace(request, n=wanted), deadline))
+            if wanted != request.n:  # a copy of a frozen request is not free: only if needed
+                request = dataclasses.replace(request, n=wanted)
+            kept.append(await self._channel(model, channel, request, deadline))
             return
         one = dataclasses.replace(request, n=1)
         calls = [asyncio.ensure_future(self._channel(model, channel, one, deadline))
