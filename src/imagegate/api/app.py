@@ -27,12 +27,17 @@ from imagegate.api import (
     tasks,
 )
 from imagegate.api.connections import http_protocol, raise_open_file_limit
+from imagegate.api.hot import Gate
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
 from imagegate.core.gateway import Gateway
 from imagegate.core.node_memory import NodeMemory
 from imagegate.settings import Settings
 from imagegate.worker.runner import Worker
+
+# answered past FastAPI's stack (api/hot.py): the path of every image
+HOT_ROUTES = frozenset({("POST", "/v1/images/generations"),
+                        ("POST", "/openai/images/generations")})
 
 
 class Node:
@@ -88,9 +93,9 @@ def create_app(settings: Settings | None = None, memory: NodeMemory | None = Non
         finally:
             await node.close()
 
-    app = FastAPI(title="imagegate", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None,  # api/openapi.py serves them
-                  redirect_slashes=False, **_telemetry(settings))
+    app = Gate(title="imagegate", version=__version__, lifespan=lifespan,
+               docs_url=None, redoc_url=None, openapi_url=None,  # api/openapi.py serves them
+               redirect_slashes=False, **_telemetry(settings))
     app.add_middleware(RequestMiddleware, body_timeout=settings.body_timeout)
     errors.install(app)
     app.include_router(generations.router)
@@ -102,6 +107,8 @@ def create_app(settings: Settings | None = None, memory: NodeMemory | None = Non
     app.include_router(playground.router)
     app.include_router(openapi.router)
     console.install(app)
+    if not settings.opentelemetry:  # with telemetry on, every request gets FastAPI's spans
+        app.hot_path(generations.router, HOT_ROUTES, settings.body_timeout)
     return app
 
 

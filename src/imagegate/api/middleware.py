@@ -98,8 +98,8 @@ class RequestMiddleware:
     def _observe(scope: Scope, state: dict[str, object], status: int, seconds: float) -> None:
         route = getattr(scope.get("route"), "path", None) or "unmatched"
         model = str(state.get("model") or "")
-        metrics.requests_total.labels(route, model, str(status)).inc()
-        metrics.request_seconds.labels(route).observe(seconds)
+        metrics.child(metrics.requests_total, route, model, str(status)).inc()
+        metrics.child(metrics.request_seconds, route).observe(seconds)
         if route in QUIET:
             return
         log.info("request", method=scope.get("method"), path=scope.get("path"), status=status,

@@ -300,8 +300,8 @@ class GenerationService:
         if await self.tasks.succeed(job.task_id, owner, job.credential_id, job.cost,
                                     {**body, "data": stored}, result.usage, result.upstream,
                                     has_callback):
-            metrics.credits_charged.labels(job.model.name).inc(job.cost / MICRO)
-            metrics.task_seconds.labels(job.model.name, "succeeded").observe(
+            metrics.child(metrics.credits_charged, job.model.name).inc(job.cost / MICRO)
+            metrics.child(metrics.task_seconds, job.model.name, "succeeded").observe(
                 time.monotonic() - started)
         log.info("task_succeeded", task_id=job.task_id, trace_id=job.trace_id,
                  model=job.model.name, upstream=result.upstream,

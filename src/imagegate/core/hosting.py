@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from imagegate.core.conversion import ensure_format
 from imagegate.core.routing.params import Params
@@ -12,6 +13,15 @@ from imagegate.providers.base import GeneratedImage, ImageResult, ProviderError
 from imagegate.storage.store import EXTENSIONS, ImageStore
 
 Items = list[dict[str, Any]]
+T = TypeVar("T")
+
+
+async def _all(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """``gather``, without a task for the usual lone image (a task costs more than the
+    call it wraps when the image is small)."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    return list(await asyncio.gather(*calls))
 
 
 class ImageHost:
@@ -32,9 +42,9 @@ class ImageHost:
         task records keep the hosted URL, not megabytes of base64)."""
         if not result.images:
             raise ProviderError("the upstream returned no images")
-        hosted = await asyncio.gather(*(
+        hosted = await _all([
             self.host_one(family, task_id, i, params, image)
-            for i, image in enumerate(result.images)))
+            for i, image in enumerate(result.images)])
         shown: Items = []
         stored: Items = []
         for data, item in hosted:

@@ -136,8 +136,7 @@ class GeminiProvider:
                 continue  # thinking output, including draft images, is not the answer
             inline = _get(part, "inlineData", "inline_data")
             if isinstance(inline, dict) and _get(inline, "data", "data"):
-                data = http.decode_b64(channel, inline["data"])
-                mime = await http.checked_image(channel, data)
+                data, mime = await http.b64_image(channel, inline["data"])
                 return GeneratedImage(data, mime, None)
             if isinstance(part.get("text"), str) and part["text"].strip():
                 said.append(part["text"].strip())

@@ -122,13 +122,13 @@ class OpenAIProvider:
             if not isinstance(item, dict):
                 raise UpstreamUnavailable(f"upstream {channel} sent a malformed data item")
             if item.get("b64_json"):
-                data = http.decode_b64(channel, item["b64_json"])
+                data, mime = await http.b64_image(channel, item["b64_json"])
             elif isinstance(item.get("url"), str):
                 data = await http.download(self.client, channel, item["url"],
                                            max_bytes=self.max_download)
+                mime = await http.checked_image(channel, data)
             else:
                 raise UpstreamUnavailable(f"upstream {channel} sent an item with no image")
-            mime = await http.checked_image(channel, data)
             revised = item.get("revised_prompt")
             images.append(GeneratedImage(data, mime, revised if isinstance(revised, str)
                                          else None))

@@ -13,29 +13,31 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from imagegate.core.accounts.money import MAX_MICRO
+from imagegate.db.hot import Hot
 from imagegate.db.models import Credential, LedgerEntry
 
 _ID = bindparam("b_id", type_=Credential.id.type)
 _AMOUNT = bindparam("b_amount", type_=Credential.balance.type)
-_ADD = (update(Credential).where(Credential.id == _ID)
-        .values(balance=Credential.balance + _AMOUNT)
-        .returning(Credential.balance))
-_TAKE = (update(Credential).where(Credential.id == _ID, Credential.balance >= _AMOUNT)
-         .values(balance=Credential.balance - _AMOUNT)
-         .returning(Credential.balance))
+# the statements of every request run on the driver (db/hot.py)
+_ADD = Hot(update(Credential).where(Credential.id == _ID)
+           .values(balance=Credential.balance + _AMOUNT)
+           .returning(Credential.balance))
+_TAKE = Hot(update(Credential).where(Credential.id == _ID, Credential.balance >= _AMOUNT)
+            .values(balance=Credential.balance - _AMOUNT)
+            .returning(Credential.balance))
 _TOP_UP = (update(Credential)
            .where(Credential.id == _ID, Credential.deleted_at.is_(None),
                   Credential.balance <= MAX_MICRO - _AMOUNT)
            .values(balance=Credential.balance + _AMOUNT)
            .returning(Credential.balance))
-_INSERT_LEDGER = insert(LedgerEntry)
-_SETTLE = insert(LedgerEntry).from_select(
+_INSERT_LEDGER = Hot(insert(LedgerEntry))
+_SETTLE = Hot(insert(LedgerEntry).from_select(
     ["credential_id", "task_id", "kind", "amount", "balance_after", "created_at"],
     select(Credential.id, bindparam("b_task", type_=LedgerEntry.task_id.type),
            bindparam("b_kind", type_=LedgerEntry.kind.type),
            bindparam("b_zero", type_=LedgerEntry.amount.type), Credential.balance,
            bindparam("b_now", type_=LedgerEntry.created_at.type))
-    .where(Credential.id == _ID))
+    .where(Credential.id == _ID)))
 
 
 def move(session: Connection, credential_id: str, task_id: str | None, kind: str, amount: int
@@ -44,8 +46,7 @@ def move(session: Connection, credential_id: str, task_id: str | None, kind: str
     if amount < 0:
         after = take(session, credential_id, -amount)
     else:
-        after = int(session.execute(_ADD, {"b_id": credential_id, "b_amount": amount}
-                                    ).scalar_one())
+        after = int(_ADD.rows(session, {"b_id": credential_id, "b_amount": amount})[0][0])
     if after is not None:
         _record(session, credential_id, task_id, kind, amount, after)
     return after
@@ -53,16 +54,16 @@ def move(session: Connection, credential_id: str, task_id: str | None, kind: str
 
 def _record(session: Connection, credential_id: str, task_id: str | None, kind: str,
             amount: int, balance_after: int) -> None:
-    session.execute(_INSERT_LEDGER, {
+    _INSERT_LEDGER.many(session, [{
         "credential_id": credential_id, "task_id": task_id, "kind": kind, "amount": amount,
-        "balance_after": balance_after, "created_at": time.time()})
+        "balance_after": balance_after, "created_at": time.time()}])
 
 
 def take(session: Connection, credential_id: str, amount: int) -> int | None:
     """Subtract ``amount`` if the balance covers it (never below zero): the new balance, or
     None. Writes no ledger row: the caller does, so holds can be written in groups."""
-    row = session.execute(_TAKE, {"b_id": credential_id, "b_amount": amount}).first()
-    return None if row is None else int(row[0])
+    rows = _TAKE.rows(session, {"b_id": credential_id, "b_amount": amount})
+    return int(rows[0][0]) if rows else None
 
 
 def release(session: Connection, credential_id: str, task_id: str, cost: int) -> None:
@@ -74,8 +75,8 @@ def release(session: Connection, credential_id: str, task_id: str, cost: int) ->
 def settle(session: Connection, credential_id: str, task_id: str, cost: int) -> None:
     """Turn a hold into a charge: the balance already reflects it, the ledger records it."""
     if cost > 0:
-        session.execute(_SETTLE, {"b_id": credential_id, "b_task": task_id,
-                                  "b_kind": "settle", "b_zero": 0, "b_now": time.time()})
+        _SETTLE.count(session, {"b_id": credential_id, "b_task": task_id,
+                                "b_kind": "settle", "b_zero": 0, "b_now": time.time()})
 
 
 def top_up(session: Connection, credential_id: str, amount: int) -> int | None:

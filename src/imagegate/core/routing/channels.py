@@ -206,8 +206,9 @@ class ChannelRouter:
         failure once every call has ended (those that succeeded stay in ``kept``)."""
         wanted = request.n - sum(len(r.images) for r in kept)
         if wanted <= 1 or not self.fans_out(channel, request.family):
-            kept.append(await self._channel(
-                model, channel, dataclasses.replace(request, n=wanted), deadline))
+            if wanted != request.n:  # a copy of a frozen request is not free: only if needed
+                request = dataclasses.replace(request, n=wanted)
+            kept.append(await self._channel(model, channel, request, deadline))
             return
         one = dataclasses.replace(request, n=1)
         calls = [asyncio.ensure_future(self._channel(model, channel, one, deadline))
@@ -284,8 +285,8 @@ class ChannelRouter:
     def _observe(self, channel: ChannelConfig, outcome: str, started: float) -> None:
         seconds = time.monotonic() - started
         provider = self.registry.upstreams[channel.upstream].type
-        metrics.upstream_calls.labels(provider, channel_name(channel), outcome).inc()
-        metrics.upstream_seconds.labels(provider).observe(seconds)
+        metrics.child(metrics.upstream_calls, provider, channel_name(channel), outcome).inc()
+        metrics.child(metrics.upstream_seconds, provider).observe(seconds)
         if self.on_attempt is not None:
             self.on_attempt(channel_name(channel), outcome, seconds)
 

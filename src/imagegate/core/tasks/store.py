@@ -19,6 +19,7 @@ from sqlalchemy.sql import Update
 from imagegate.core import metrics
 from imagegate.core.accounts import billing
 from imagegate.db.engine import Sessions
+from imagegate.db.hot import Hot
 from imagegate.db.models import Credential, Task
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -29,7 +30,7 @@ def _param(name: str, column: object) -> object:
 
 
 # Built once: constructing a statement costs several times what executing it does here.
-_FINISH = (
+_FINISH = Hot(  # run on the driver (db/hot.py): every request ends here
     update(Task)
     .where(Task.id == _param("b_id", Task.id), Task.status == RUNNING,
            Task.lease_owner == _param("b_owner", Task.lease_owner))
@@ -148,8 +149,7 @@ class TaskStore:
         }
 
         def work(session: Connection) -> bool:
-            result = session.execute(_FINISH, values)
-            if not result.rowcount:  # type: ignore[attr-defined]
+            if not _FINISH.count(session, values):
                 return False  # lost the lease: whoever holds the task now will bill it
             if status == SUCCEEDED:
                 billing.settle(session, credential_id, task_id, cost)
