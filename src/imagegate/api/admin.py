@@ -20,8 +20,9 @@ router = APIRouter(prefix="/admin")
 
 
 def _doc(summary: str, ok: str, body: str | None = None, status: int = 200) -> dict[str, Any]:
-    """Every admin route: the admin key; 404 for no such credential (or no admin API)."""
-    errors = (400, 401, 404, *(JSON_BODY if body else ()))
+    """Every admin route: the admin key; 404 for no such credential (or no admin API); 429
+    once too many wrong keys came from one address."""
+    errors = (400, 401, 404, 429, *(JSON_BODY if body else ()))
     return {"dependencies": [Depends(admin)], **doc(summary, "admin", ok=ok, body=body,
                                                     status=status, errors=errors,
                                                     auth="adminKey")}
