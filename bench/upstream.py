@@ -63,11 +63,13 @@ def gateway_with_fake(*, max_connections: int = 200, timeout: float = 120,
         for port, url in zip(fake_ports, fake_urls, strict=True):
             stack.enter_context(process(imagegate("fake-upstream", "openai", "--port",
                                                   str(port), "--api-key", KEY),
-                                        ready=f"{url}/__fake__/requests"))
+                                        ready=f"{url}/__fake__/requests",
+                                        log=data / f"fake-{port}.log"))
         gw = stack.enter_context(process(
             imagegate("serve", "--port", str(gw_port), "--data-dir", str(data / "d"),
                       "--config", str(cfg), "--processes", str(processes)), env=env,
-            ready=f"http://127.0.0.1:{gw_port}/healthz", ready_timeout=60 + 10 * processes))
+            ready=f"http://127.0.0.1:{gw_port}/healthz", ready_timeout=60 + 10 * processes,
+            log=data / "gateway.log"))
         token = create_token(data / "d", env)
         yield Setup(fake_urls[0], f"http://127.0.0.1:{gw_port}", token, gw.pid, data,
                     fake_urls)
