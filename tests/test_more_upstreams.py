@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from PIL import Image
 
@@ -324,3 +325,25 @@ def test_a_stream_from_an_upstream_that_answers_whole(gw: GatewayServer, token: 
     (sent,) = getattr(fake, kind).requests
     if kind == "azure":
         assert sent.json["stream"] is True and sent.json["partial_images"] == 2
+
+
+@pytest.mark.parametrize(("model", "kind", "partials"), [
+    ("nano-banana-pro", "vertex", 2),  # streamGenerateContent: the thought drafts are partials
+    ("gpt-image-2", "azure", 0),  # answered whole: the completed image only
+    ("nano-banana-or", "router", 0),  # chat completions answer whole too
+])
+def test_streams_through_each_provider(gw: GatewayServer, token: str, fake: Upstreams,
+                                       model: str, kind: str, partials: int) -> None:
+    sdk = openai.OpenAI(base_url=gw.url + "/v1", api_key=token, max_retries=0, timeout=60)
+    events = list(sdk.images.generate(model=model, prompt="a lantern", stream=True,
+                                      partial_images=2, size="1024x1024"))
+    assert [e.type for e in events] == ["image_generation.partial_image"] * partials + [
+        "image_generation.completed"]
+    done = events[-1]
+    assert Image.open(io.BytesIO(base64.b64decode(done.b64_json))).size == (1024, 1024)
+    assert (done.model_extra or {})["task_id"]
+    (sent,) = getattr(fake, kind).requests
+    if kind == "vertex":
+        assert sent.path.endswith("/gemini-3-pro-image-preview:streamGenerateContent")
+        assert sent.query == {"alt": "sse"}
+    no_secret(str([e.model_dump() for e in events]), fake)

@@ -3,8 +3,10 @@
 Vertex: ``POST /v1/projects/{project}/locations/{location}/publishers/google/models/
 {model}:generateContent`` (Vertex AI REST reference, projects.locations.publishers.models.
 generateContent; regional hosts ``{location}-aiplatform.googleapis.com``, the global one
-``aiplatform.googleapis.com``), with ``Authorization: Bearer <access token>``. Body and
-answer are the Gemini API's, so the Gemini fake's rules, sizes and faults apply. A missing
+``aiplatform.googleapis.com``), with ``Authorization: Bearer <access token>``, and
+``:streamGenerateContent?alt=sse`` beside it (the same resource's streamGenerateContent;
+"REST API with server-sent events", Vertex AI "Stream responses" guide). Body and answer
+are the Gemini API's, so the Gemini fake's rules, sizes, streams and faults apply. A missing
 or unknown token is 401 ``UNAUTHENTICATED`` ("Request had invalid authentication
 credentials. Expected OAuth 2 access token ..."); another project is 403
 ``PERMISSION_DENIED`` ("Permission 'aiplatform.endpoints.predict' denied on resource ...").
@@ -43,7 +45,7 @@ from imagegate.testing.records import Fault, RecordedRequest, Response, json_res
 from imagegate.testing.server import FakeServer
 
 _PATH = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/"
-                   r"models/([^/:]+):generateContent$")
+                   r"models/([^/:]+):(generateContent|streamGenerateContent)$")
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # google-auth's service-account JWTs name Google's token endpoint as their audience whatever
@@ -198,7 +200,7 @@ class FakeVertex(FakeGemini):
         match = _PATH.match(request.path)
         if match is None or request.method != "POST":
             return self._not_found_page(request.path)
-        _, project, location, model = match.groups()
+        _, project, location, model, method = match.groups()
         problem = self._check_auth(request)
         if problem is not None:
             return self._error(problem)
@@ -210,5 +212,5 @@ class FakeVertex(FakeGemini):
                 "PERMISSION_DENIED"))
         self.locations.append(location)
         # past Vertex's own checks the call is the Gemini API's: the Gemini fake answers it
-        inner = replace(request, path=f"/v1beta/models/{model}:generateContent")
+        inner = replace(request, path=f"/v1beta/models/{model}:{method}")
         return await super().handle(inner, fault)
