@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from imagegate.providers import http, sse
 from imagegate.providers.base import (
     ContentBlocked,
@@ -52,7 +50,7 @@ async def stream(provider: GeminiProvider, request: ImageRequest) -> AsyncIterat
                                          await response.content.read(1 << 20))
                 raise provider.classify(channel, whole)
             async for event in sse.events(response, MAX_EVENT):
-                chunk = _json(channel, event.data)
+                chunk = sse.json_object(channel, event, "a chunk")
                 if isinstance(chunk.get("error"), dict):
                     error = chunk["error"]
                     raise UpstreamUnavailable(
@@ -92,13 +90,3 @@ async def stream(provider: GeminiProvider, request: ImageRequest) -> AsyncIterat
     candidate = {"content": {"parts": answer}, "finishReason": reason, "finishMessage": message}
     image = await provider._image(channel, candidate)
     yield FinalImage(0, image, usage)
-
-
-def _json(channel: str, text: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise UpstreamUnavailable(f"upstream {channel} sent a chunk that is not JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamUnavailable(f"upstream {channel} sent a chunk that is not an object")
-    return data

@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from imagegate.providers import http, sse
 from imagegate.providers.base import (
     ContentBlocked,
@@ -72,7 +70,7 @@ async def stream(provider: OpenAIProvider, request: ImageRequest) -> AsyncIterat
             async for event in sse.events(response, MAX_EVENT):
                 if event.data.strip() == "[DONE]":
                     break
-                data = _json(channel, event.data)
+                data = sse.json_object(channel, event, "an event")
                 kind = str(data.get("type") or event.event or "")
                 if event.event == "error" or kind == "error" or "error" in data:
                     raise _stream_error(channel, data, provider.scrub)
@@ -94,16 +92,6 @@ async def stream(provider: OpenAIProvider, request: ImageRequest) -> AsyncIterat
     if not done:
         raise UpstreamUnavailable(f"upstream {channel} ended its stream before an image was "
                                   "completed")
-
-
-def _json(channel: str, text: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise UpstreamUnavailable(f"upstream {channel} sent an event that is not JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamUnavailable(f"upstream {channel} sent an event that is not an object")
-    return data
 
 
 def _stream_error(channel: str, data: dict[str, Any], scrub: http.Scrubber) -> ProviderError:

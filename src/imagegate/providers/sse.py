@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import orjson
+
+from imagegate.providers.base import UpstreamUnavailable
 
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _LINE = re.compile(rb"\r\n|\n|\r")
@@ -69,3 +73,15 @@ async def events(response: aiohttp.ClientResponse, max_event: int) -> AsyncItera
         event = parse(bytes(buffer))
         if event is not None:
             yield event
+
+
+def json_object(channel: str, event: Event, what: str) -> dict[str, Any]:
+    """An event's data as a JSON object; anything else is the upstream's fault, named as
+    ``what`` (Gemini sends chunks, OpenAI events)."""
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        raise UpstreamUnavailable(f"upstream {channel} sent {what} that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamUnavailable(f"upstream {channel} sent {what} that is not an object")
+    return data

@@ -195,10 +195,7 @@ class ChannelRouter:
             raise last
         if not cooling:  # every channel refuses a value (a registry changed since intake)
             raise UpstreamRejected(f"no channel of {model.name} accepts this request's values")
-        seconds = math.ceil(min(cooling))
-        raise UpstreamCoolingDown(
-            f"the upstream of {model.name} is cooling down after repeated failures; it takes "
-            f"requests again in about {seconds} s", retry_after=seconds)
+        raise cooling_down(model, cooling)
 
     async def _fill(self, model: ModelConfig, channel: ChannelConfig, request: ImageRequest,
                     deadline: float, kept: list[ImageResult]) -> None:
@@ -241,9 +238,7 @@ class ChannelRouter:
                 result = await self._attempt(provider, channel, routed)
                 return dataclasses.replace(result, upstream=channel_name(channel))
             except ProviderError as e:
-                retries = channel.max_retries if e.retry_limit is None else min(
-                    channel.max_retries, e.retry_limit)
-                if not e.retryable or attempt >= retries or breaker.open_until:
+                if not e.retryable or attempt >= retries(channel, e) or breaker.open_until:
                     raise  # retries used up, or the breaker just opened: next channel
                 wait = self.backoff(attempt, e.retry_after)
                 if time.monotonic() + wait >= deadline:
@@ -260,27 +255,34 @@ class ChannelRouter:
 
     async def _attempt(self, provider: Provider, channel: ChannelConfig,
                        request: ImageRequest) -> ImageResult:
-        name = channel_name(channel)
-        breaker = self._breaker(channel)
         started = time.monotonic()
         try:
             result = await (provider.edit(request) if isinstance(request, EditRequest)
                             else provider.generate(request))
         except ProviderError as e:
-            self._observe(channel, type(e).__name__, started)
-            if not e.channel_fault:  # a refusal: the upstream is answering, so it is healthy
-                breaker.failures, breaker.open_until = 0, 0.0
-                raise
-            breaker.failures += 1
-            if breaker.open_until or breaker.failures >= self.failure_threshold:
-                # a failed half-open trial re-opens at once; a closed breaker at the threshold
-                breaker.open_until = time.monotonic() + self.cooldown
-                log.warning("channel_cooling_down", channel=name, seconds=self.cooldown,
-                            reason=e.message)
+            self.failed(channel, e, started)
             raise
+        self.succeeded(channel, started)
+        return result
+
+    def failed(self, channel: ChannelConfig, error: ProviderError, started: float) -> None:
+        """The breaker's account of a failed call (or stream) begun at ``started``."""
+        self._observe(channel, type(error).__name__, started)
+        breaker = self._breaker(channel)
+        if not error.channel_fault:  # a refusal: the upstream is answering, so it is healthy
+            breaker.failures, breaker.open_until = 0, 0.0
+            return
+        breaker.failures += 1
+        if breaker.open_until or breaker.failures >= self.failure_threshold:
+            # a failed half-open trial re-opens at once; a closed breaker at the threshold
+            breaker.open_until = time.monotonic() + self.cooldown
+            log.warning("channel_cooling_down", channel=channel_name(channel),
+                        seconds=self.cooldown, reason=error.message)
+
+    def succeeded(self, channel: ChannelConfig, started: float) -> None:
+        breaker = self._breaker(channel)
         breaker.failures, breaker.open_until = 0, 0.0
         self._observe(channel, "ok", started)
-        return result
 
     def _observe(self, channel: ChannelConfig, outcome: str, started: float) -> None:
         seconds = time.monotonic() - started
@@ -289,6 +291,21 @@ class ChannelRouter:
         metrics.child(metrics.upstream_seconds, provider).observe(seconds)
         if self.on_attempt is not None:
             self.on_attempt(channel_name(channel), outcome, seconds)
+
+
+def retries(channel: ChannelConfig, error: ProviderError) -> int:
+    """How often ``channel`` retries this kind of failure."""
+    if error.retry_limit is None:
+        return channel.max_retries
+    return min(channel.max_retries, error.retry_limit)
+
+
+def cooling_down(model: ModelConfig, cooling: list[float]) -> UpstreamCoolingDown:
+    """Every channel of ``model`` was skipped: ``cooling`` holds how long each one still waits."""
+    seconds = math.ceil(min(cooling))
+    return UpstreamCoolingDown(
+        f"the upstream of {model.name} is cooling down after repeated failures; it takes "
+        f"requests again in about {seconds} s", retry_after=seconds)
 
 
 def merged(results: list[ImageResult], n: int) -> ImageResult:

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 from collections.abc import AsyncIterator
 
 import structlog
 
 from imagegate.core import metrics
-from imagegate.core.routing.channels import ChannelRouter, channel_name, for_channel
+from imagegate.core.routing.channels import (
+    ChannelRouter,
+    channel_name,
+    cooling_down,
+    for_channel,
+    retries,
+)
 from imagegate.core.routing.registry import ChannelConfig, ModelConfig
 from imagegate.providers.base import (
     EditRequest,
     ImageRequest,
     Provider,
     ProviderError,
-    UpstreamCoolingDown,
 )
 from imagegate.providers.streaming import FinalImage, StreamEvent
 
@@ -58,10 +62,9 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
                         sent = True
                         yield channel_name(channel), event
                 except ProviderError as e:
-                    _failed(router, channel, e, started)
-                    retries = channel.max_retries if e.retry_limit is None else min(
-                        channel.max_retries, e.retry_limit)
-                    if sent or not e.retryable or attempt >= retries or breaker.open_until:
+                    router.failed(channel, e, started)
+                    if (sent or not e.retryable or attempt >= retries(channel, e)
+                            or breaker.open_until):
                         raise
                     wait = router.backoff(attempt, e.retry_after)
                     metrics.retries_total.labels(channel_name(channel)).inc()
@@ -70,8 +73,7 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
                     await asyncio.sleep(wait)
                     attempt += 1
                     continue
-                breaker.failures, breaker.open_until = 0, 0.0
-                router._observe(channel, "ok", started)
+                router.succeeded(channel, started)
                 return
         except ProviderError as e:
             if sent or not e.failover:
@@ -82,25 +84,7 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
                 breaker.trial = False
     if last is not None:
         raise last
-    seconds = math.ceil(min(cooling))
-    raise UpstreamCoolingDown(
-        f"the upstream of {model.name} is cooling down after repeated failures; it takes "
-        f"requests again in about {seconds} s", retry_after=seconds)
-
-
-def _failed(router: ChannelRouter, channel: ChannelConfig, error: ProviderError,
-            started: float) -> None:
-    """The breaker's account of a failed stream, as for a failed call."""
-    router._observe(channel, type(error).__name__, started)
-    breaker = router._breaker(channel)
-    if not error.channel_fault:
-        breaker.failures, breaker.open_until = 0, 0.0
-        return
-    breaker.failures += 1
-    if breaker.open_until or breaker.failures >= router.failure_threshold:
-        breaker.open_until = time.monotonic() + router.cooldown
-        log.warning("channel_cooling_down", channel=channel_name(channel),
-                    seconds=router.cooldown, reason=error.message)
+    raise cooling_down(model, cooling)
 
 
 def _events(router: ChannelRouter, channel: ChannelConfig, request: ImageRequest
