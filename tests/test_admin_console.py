@@ -16,15 +16,14 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from imagegate.testing import FakeGemini, FakeOpenAI, Fault
+from imagegate.testing import Fault
 from tests.support.browser import ARTIFACTS, browser, snapshot  # noqa: F401 (fixture)
 from tests.support.server import GatewayServer, free_port
 from tests.support.upstreams import (
     FAST_RETRIES,
-    GEMINI_KEY,
-    OPENAI_KEY,
     Fakes,
     post,
+    running_fakes,
     start_gateway,
 )
 
@@ -37,9 +36,8 @@ SERIES = ((0x2F, 0x5B, 0xEA), (0xE8, 0x59, 0x0C))  # the first two lines' colour
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with FakeOpenAI(api_key=OPENAI_KEY) as openai, FakeGemini(api_key=GEMINI_KEY) as gemini, \
-            FakeOpenAI(api_key=OPENAI_KEY) as backup:
-        yield openai, gemini, backup
+    with running_fakes() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

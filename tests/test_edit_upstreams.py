@@ -15,26 +15,25 @@ import httpx
 import openai
 import pytest
 
-from imagegate.testing import FakeGemini, FakeOpenAI, pictures
+from imagegate.testing import pictures
 from imagegate.testing.multipart import parse_form
 from tests.support.edits import BLUE, EDITS, GREEN, RED, data_uri, image_of, mask, picture
 from tests.support.server import GatewayServer
 from tests.support.upstreams import (
-    GEMINI_KEY,
     NO_BREAKER,
     OPENAI_KEY,
     Fakes,
     assert_no_leak,
     fresh,
+    running_fakes,
     start_gateway,
 )
 
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with FakeOpenAI(api_key=OPENAI_KEY) as openai_fake, \
-            FakeGemini(api_key=GEMINI_KEY) as gemini, FakeOpenAI(api_key=OPENAI_KEY) as backup:
-        yield openai_fake, gemini, backup
+    with running_fakes() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,15 @@ import orjson
 import pytest
 from PIL import Image
 
-from imagegate.testing import FakeGemini, FakeOpenAI
 from imagegate.testing.records import Fault
 from tests.support.edits import RED, picture
 from tests.support.server import GatewayServer
 from tests.support.upstreams import (
-    GEMINI_KEY,
     NO_BREAKER,
     OPENAI_KEY,
     Fakes,
     fresh,
+    running_fakes,
     start_gateway,
 )
 
@@ -37,9 +36,8 @@ GEN = "/v1/images/generations"
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with FakeOpenAI(api_key=OPENAI_KEY) as openai_fake, \
-            FakeGemini(api_key=GEMINI_KEY) as gemini, FakeOpenAI(api_key=OPENAI_KEY) as backup:
-        yield openai_fake, gemini, backup
+    with running_fakes() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from imagegate.testing import FakeGemini, FakeOpenAI
 from imagegate.testing.records import Fault
 from tests.support.edits import RED, picture
 from tests.support.server import GatewayServer
-from tests.support.upstreams import GEMINI_KEY, NO_BREAKER, OPENAI_KEY, Fakes, start_gateway
+from tests.support.upstreams import NO_BREAKER, Fakes, running_fakes, start_gateway
 
 NODE = Path(__file__).parent / "node"
 
@@ -48,9 +47,8 @@ def node_sdk() -> Path:
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with FakeOpenAI(api_key=OPENAI_KEY) as openai_fake, \
-            FakeGemini(api_key=GEMINI_KEY) as gemini, FakeOpenAI(api_key=OPENAI_KEY) as backup:
-        yield openai_fake, gemini, backup
+    with running_fakes() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

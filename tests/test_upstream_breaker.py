@@ -13,17 +13,16 @@ import pytest
 
 from imagegate.core.routing.channels import ChannelRouter
 from imagegate.core.routing.registry import Registry
-from imagegate.testing import FakeGemini, FakeOpenAI, Fault
+from imagegate.testing import Fault
 from tests.support.server import GatewayServer
 from tests.support.upstreams import (
     BREAKER,
     BREAKER_COOLDOWN,
-    GEMINI_KEY,
-    OPENAI_KEY,
     Fakes,
     error_of,
     fresh,
     post,
+    running_fakes,
     start_gateway,
 )
 
@@ -35,9 +34,8 @@ pytestmark = [pytest.mark.usefixtures("backend"),
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with FakeOpenAI(api_key=OPENAI_KEY) as openai, FakeGemini(api_key=GEMINI_KEY) as gemini, \
-            FakeOpenAI(api_key=OPENAI_KEY) as backup:
-        yield openai, gemini, backup
+    with running_fakes() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,14 @@ import httpx
 import openai
 import pytest
 
-from imagegate.testing import FakeGemini, FakeOpenAI, Fault
+from imagegate.testing import Fault
 from tests.support import db
 from tests.support.server import GatewayServer, cli
 from tests.support.upstreams import (
     FAST_RETRIES,
-    GEMINI_KEY,
-    OPENAI_KEY,
     Fakes,
     post,
+    running_fakes,
     start_gateway,
 )
 
@@ -35,9 +34,8 @@ DAY = 86400
 
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[Fakes]:
-    with FakeOpenAI(api_key=OPENAI_KEY) as openai_fake, FakeGemini(api_key=GEMINI_KEY) as gm, \
-            FakeOpenAI(api_key=OPENAI_KEY) as backup:
-        yield openai_fake, gm, backup
+    with running_fakes() as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -135,6 +135,14 @@ def start_gateway(backend: str, fakes: Fakes, data: Path, env: dict[str, str],
 
 
 @contextmanager
+def running_fakes() -> Iterator[Fakes]:
+    """The upstreams ``start_gateway`` routes to (OpenAI, Gemini, a backup OpenAI), running."""
+    with FakeOpenAI(api_key=OPENAI_KEY) as openai, FakeGemini(api_key=GEMINI_KEY) as gemini, \
+            FakeOpenAI(api_key=OPENAI_KEY) as backup:
+        yield openai, gemini, backup
+
+
+@contextmanager
 def fresh(fakes: Fakes) -> Iterator[Fakes]:
     """The fakes with no scripted faults or recorded requests, before and after a test."""
     for f in fakes:
