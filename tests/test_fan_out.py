@@ -237,3 +237,15 @@ def test_a_refused_value_goes_to_the_channel_that_takes_it(gw: GatewayServer, to
         ("gpt-image-1-mini", "transparent")]
     post(gw, token, {"model": "gpt-image-1-mixed", "prompt": "a poster"})
     assert openai.requests[1].json["model"] == "gpt-image-2"
+
+
+def test_a_stream_also_skips_the_channel_that_refuses_a_value(gw: GatewayServer, token: str,
+                                                              fake) -> None:
+    openai = fake[0]
+    sdk = OpenAI(base_url=gw.url + "/v1", api_key=token, max_retries=0, timeout=60)
+    events = list(sdk.images.generate(model="gpt-image-1-mixed", prompt="a sticker",
+                                      background="transparent", stream=True, partial_images=1))
+    assert [e.type for e in events] == ["image_generation.partial_image",
+                                        "image_generation.completed"]
+    assert [(q.json["model"], q.json["background"], q.json["stream"])
+            for q in openai.requests] == [("gpt-image-1-mini", "transparent", True)]

@@ -169,7 +169,7 @@ class ChannelRouter:
         last: ProviderError | None = None
         cooling: list[float] = []
         for channel in self.ordered(model):
-            if channel.refuses({f: getattr(request, f, None) for f in channel.unsupported}):
+            if refuses(channel, request):
                 continue  # validation saw another channel that takes it
             breaker = self._breaker(channel)
             now, held = time.monotonic(), breaker.trial
@@ -191,11 +191,7 @@ class ChannelRouter:
             finally:
                 if trial:
                     breaker.trial = False
-        if last is not None:
-            raise last
-        if not cooling:  # every channel refuses a value (a registry changed since intake)
-            raise UpstreamRejected(f"no channel of {model.name} accepts this request's values")
-        raise cooling_down(model, cooling)
+        raise last if last is not None else nothing_left(model, cooling)
 
     async def _fill(self, model: ModelConfig, channel: ChannelConfig, request: ImageRequest,
                     deadline: float, kept: list[ImageResult]) -> None:
@@ -300,8 +296,17 @@ def retries(channel: ChannelConfig, error: ProviderError) -> int:
     return min(channel.max_retries, error.retry_limit)
 
 
-def cooling_down(model: ModelConfig, cooling: list[float]) -> UpstreamCoolingDown:
-    """Every channel of ``model`` was skipped: ``cooling`` holds how long each one still waits."""
+def refuses(channel: ChannelConfig, request: ImageRequest) -> bool:
+    """The channel declares a value of this request one its upstream refuses."""
+    values = {f: getattr(request, f, None) for f in channel.unsupported}
+    return channel.refuses(values) is not None
+
+
+def nothing_left(model: ModelConfig, cooling: list[float]) -> ProviderError:
+    """Every channel of ``model`` was skipped: ``cooling`` holds how long each cooling one
+    still waits; the others refuse a value of the request."""
+    if not cooling:  # every channel refuses a value (a registry changed since intake)
+        return UpstreamRejected(f"no channel of {model.name} accepts this request's values")
     seconds = math.ceil(min(cooling))
     return UpstreamCoolingDown(
         f"the upstream of {model.name} is cooling down after repeated failures; it takes "

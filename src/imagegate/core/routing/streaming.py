@@ -20,8 +20,9 @@ from imagegate.core import metrics
 from imagegate.core.routing.channels import (
     ChannelRouter,
     channel_name,
-    cooling_down,
     for_channel,
+    nothing_left,
+    refuses,
     retries,
 )
 from imagegate.core.routing.registry import ChannelConfig, ModelConfig
@@ -43,6 +44,8 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
     last: ProviderError | None = None
     cooling: list[float] = []
     for channel in router.ordered(model):
+        if refuses(channel, request):
+            continue  # validation saw another channel that takes it
         breaker = router._breaker(channel)
         now, held = time.monotonic(), breaker.trial
         if not breaker.admit(now):
@@ -82,9 +85,7 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
         finally:
             if trial:
                 breaker.trial = False
-    if last is not None:
-        raise last
-    raise cooling_down(model, cooling)
+    raise last if last is not None else nothing_left(model, cooling)
 
 
 def _events(router: ChannelRouter, channel: ChannelConfig, request: ImageRequest
