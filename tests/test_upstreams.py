@@ -349,10 +349,32 @@ def test_big_and_truncated_images(gw: GatewayServer, token: str, fake) -> None:
     r = post(gw, token, {"model": "gpt-image-2", "prompt": "big", "size": "1024x1024"})
     assert r.status_code == 200, r.text
     assert len(httpx.get(r.json()["data"][0]["url"]).content) > 19 * 1024 * 1024
+    openai.always(Fault(malformed_json=True, image_bytes=3 * 1024 * 1024))  # parsed apart
+    r = post(gw, token, {"model": "gpt-image-1", "prompt": "cut", "size": "1024x1024"})
+    assert "not JSON" in error_of(r, 500, "api_error")
     openai.always(Fault(truncated_b64=True))
     r = post(gw, token, {"model": "gpt-image-1", "prompt": "cut", "size": "1024x1024"})
     assert "truncated" in error_of(r, 500, "api_error")
-    assert len(openai.requests) == 1 + 3  # retried, then no other channel to try
+    assert len(openai.requests) == 1 + 3 + 3  # retried, then no other channel to try
+
+
+def test_large_images_reuse_the_processes_memory(gw: GatewayServer, token: str, fake) -> None:
+    """Each 4 MB image is a few buffers of megabytes (body, JSON string, decoded bytes);
+    with glibc's default thresholds each came fresh from the kernel: ~5,000 page faults an
+    image, most of the gateway's CPU for it (imagegate/allocator.py)."""
+    fake[0].always(Fault(image_bytes=4 * 1024 * 1024))
+    body = {"model": "gpt-image-2", "prompt": "big", "size": "1024x1024"}
+    for _ in range(2):  # the heap grows to its working size
+        assert post(gw, token, body).status_code == 200
+    assert gw.proc is not None
+    before = minor_faults(gw.proc.pid)
+    for _ in range(4):
+        assert post(gw, token, body).status_code == 200
+    assert (minor_faults(gw.proc.pid) - before) / 4 < 1000  # 4 MB is 1,024 pages
+
+
+def minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def test_bad_upstream_key_names_the_channel_not_the_key(tmp_path: Path, fake) -> None:

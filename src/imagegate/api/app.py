@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from imagegate import __version__
+from imagegate.allocator import keep_large_buffers
 from imagegate.api import (
     account,
     admin,
@@ -131,6 +132,7 @@ def run(app: FastAPI, settings: Settings, *, sockets: list[socket.socket] | None
             n.deadline()
 
     raise_open_file_limit()
+    keep_large_buffers()
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False,
                             timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),

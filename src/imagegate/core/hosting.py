@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from imagegate import b64
 from imagegate.core.conversion import ensure_format
 from imagegate.core.routing.params import Params
 from imagegate.providers.base import GeneratedImage, ImageResult, ProviderError
@@ -51,7 +51,7 @@ class ImageHost:
             stored.append(item)
             if params.response_format == "b64_json":
                 shown.append({"revised_prompt": item["revised_prompt"],
-                              "b64_json": base64.b64encode(data).decode()})
+                              "b64_json": b64.encode(data)})
             else:
                 shown.append(item)
         return shown, stored
@@ -79,5 +79,5 @@ class ImageHost:
                 out.append(item)
             else:
                 out.append({"revised_prompt": item.get("revised_prompt"),
-                            "b64_json": base64.b64encode(data).decode()})
+                            "b64_json": b64.encode(data)})
         return out

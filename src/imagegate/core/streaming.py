@@ -10,7 +10,6 @@ caller's to answer as a JSON error; after it, the stream ends with one error eve
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import io
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import structlog
 from PIL import Image
 
+from imagegate import b64
 from imagegate.core import metrics
 from imagegate.core.conversion import ensure_format
 from imagegate.core.errors import ApiError, Timeout, UpstreamFailed
@@ -184,7 +184,7 @@ class StreamService:
                                       params.output_compression)
         return Event(f"{operation}.partial_image", {
             "type": f"{operation}.partial_image",
-            "b64_json": base64.b64encode(data).decode(),
+            "b64_json": b64.encode(data),
             "created_at": int(time.time()), **self._fields(job, data, event.meta),
             "partial_image_index": event.partial_index, "image_index": event.index})
 
@@ -193,7 +193,7 @@ class StreamService:
         data, item = await self.generation.host.host_one(
             job.model.family, job.task_id, event.index, job.params, event.image)
         payload: dict[str, Any] = {
-            "type": f"{operation}.completed", "b64_json": base64.b64encode(data).decode(),
+            "type": f"{operation}.completed", "b64_json": b64.encode(data),
             "created_at": int(time.time()), **self._fields(job, data, event.meta)}
         if event.usage and job.model.family == "gpt-image":
             payload["usage"] = event.usage

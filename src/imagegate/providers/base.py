@@ -7,11 +7,12 @@ decides what its errors mean for the client.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
+
+from imagegate import b64
 
 if TYPE_CHECKING:
     from imagegate.providers.streaming import StreamEvent
@@ -59,7 +60,7 @@ class InputImage:
     @cached_property
     def b64(self) -> str:
         """Encoded once, however many upstream calls (n, retries) carry it."""
-        return base64.b64encode(self.data).decode("ascii")
+        return b64.encode(self.data)
 
 
 @dataclass(frozen=True, slots=True)

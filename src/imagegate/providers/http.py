@@ -4,9 +4,9 @@ downloads, and image bytes checked before anyone stores them."""
 from __future__ import annotations
 
 import asyncio
-import binascii
 import email.utils
 import io
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 from PIL import Image
 
+from imagegate import b64
 from imagegate.providers.base import (
     ContentBlocked,
     ProviderError,
@@ -31,6 +32,7 @@ from imagegate.providers.client import TransportError, UpstreamClient, UpstreamR
 MAX_DOWNLOAD = 50 * 1024 * 1024
 # images up to this size are decoded and checked on the event loop, larger ones in a thread
 INLINE_BYTES = 256 * 1024
+LARGE_JSON = 1024 * 1024
 # "forbidden": what another imagegate (or the seed's hosted service) says for moderation
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation", "content_filter",
                     "forbidden"}
@@ -104,9 +106,15 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def json_body(response: UpstreamResponse) -> Any:
+    """The body as JSON, or None. Past a megabyte (an image in it) the standard library's
+    parser: orjson faults in fresh pages for the whole document on every call, ~1,400 for a
+    4 MB image (bench/RESULTS.md), and was the slower of the two on such bodies."""
+    content = response.content
     try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        if len(content) > LARGE_JSON:
+            return json.loads(content)
+        return orjson.loads(content)
+    except (ValueError, RecursionError):  # orjson's errors are ValueErrors too
         return None
 
 
@@ -207,14 +215,12 @@ def transport_error(upstream: str, error: BaseException) -> ProviderError:
 
 
 def decode_b64(upstream: str, data: Any) -> bytes:
-    """Strict base64 (what ``b64decode(validate=True)`` accepts), decoded by binascii in one
-    pass: ``b64decode`` first matches the whole text against a regular expression, which
-    cost as much as the decoding itself."""
+    """Strict base64, as ``b64decode(validate=True)`` reads it."""
     if not isinstance(data, str) or not data:
         raise UpstreamUnavailable(f"upstream {upstream} sent an empty image")
     try:
-        return binascii.a2b_base64(data, strict_mode=True)
-    except (binascii.Error, ValueError):
+        return b64.decode(data)
+    except (b64.Error, ValueError):
         raise UpstreamUnavailable(f"upstream {upstream} sent malformed base64") from None
 
 

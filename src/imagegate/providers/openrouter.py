@@ -13,12 +13,11 @@ size go in ``image_config`` (``aspect_ratio``, ``image_size``); an edit's inputs
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from imagegate import b64
 from imagegate.providers import http
 from imagegate.providers.base import (
     ContentBlocked,
@@ -120,8 +119,8 @@ class OpenRouterProvider:
         if match is None:
             raise UpstreamUnavailable(f"upstream {channel} sent an image that is not a data URL")
         try:
-            data = base64.b64decode(match.group(2), validate=True)
-        except (binascii.Error, ValueError):
+            data = b64.decode(match.group(2))
+        except (b64.Error, ValueError):
             raise UpstreamUnavailable(f"upstream {channel} sent malformed base64") from None
         return GeneratedImage(data, await http.checked_image(channel, data), None)
 

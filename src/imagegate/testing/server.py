@@ -342,8 +342,11 @@ class FakeServer(StreamingFake):
         if fault.html:
             status = fault.status or 502
             response = Response(status, self.html_page(status), [], "text/html")
-        elif fault.malformed_json:
-            response = Response(fault.status or 200, b'{"created": 1700000000, "data": [{"b64_')
+        elif fault.malformed_json:  # cut off; with image_bytes, inside that much base64
+            body = b'{"created": 1700000000, "data": [{"b64_'
+            if fault.image_bytes:
+                body += b'json": "' + b"A" * fault.image_bytes
+            response = Response(fault.status or 200, body)
         elif fault.status is not None and fault.status >= 400:
             response = self.error_response(fault.status, fault)
         else:

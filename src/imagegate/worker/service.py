@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import structlog
 
+from imagegate.allocator import keep_large_buffers
 from imagegate.core.gateway import Gateway
 from imagegate.settings import Settings
 from imagegate.worker.runner import Worker
@@ -21,6 +22,7 @@ log = structlog.get_logger("imagegate.worker")
 
 async def run_worker(settings: Settings, *, on_ready: Callable[[], None] | None = None,
                      supervised: bool = False) -> None:
+    keep_large_buffers()
     gateway = await Gateway.start(settings)
     worker = Worker.for_gateway(gateway)
     stop = asyncio.Event()

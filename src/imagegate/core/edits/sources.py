@@ -10,7 +10,6 @@ Nothing is held whole in memory beyond a small spool; each step bounds what it r
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import hashlib
 import tempfile
@@ -21,6 +20,7 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from imagegate import b64
 from imagegate.core.errors import BadRequest, RequestTooLarge
 from imagegate.core.ssrf import CallbackPolicy, CallbackRefused
 from imagegate.storage.store import ImageStore
@@ -151,7 +151,7 @@ class Reader:
         if len(payload) * 3 // 4 > self.max_bytes + 3:
             raise BadRequest(self._too_big(label))
         try:
-            data = base64.b64decode(unquote_to_bytes(payload.strip()), validate=True)
+            data = b64.decode(unquote_to_bytes(payload.strip()))
         except (binascii.Error, ValueError):
             raise BadRequest(f"{label} is not valid base64") from None
         if len(data) > self.max_bytes:
