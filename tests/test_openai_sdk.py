@@ -34,13 +34,22 @@ def test_generate_url(sdk: openai.OpenAI) -> None:
 def test_generate_b64_webp(sdk: openai.OpenAI) -> None:
     result = sdk.images.generate(model="gpt-image-1", prompt="a lighthouse", n=2,
                                  response_format="b64_json", output_format="webp",
-                                 background="transparent")
+                                 background="opaque")
     assert result.data is not None and len(result.data) == 2
     for item in result.data:
         assert item.b64_json
         image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
-        assert image.format == "WEBP" and image.mode == "RGBA"
-        assert image.getpixel((0, 0))[3] == 0  # the corner is transparent
+        assert image.format == "WEBP" and image.convert("RGBA").getpixel((0, 0))[3] == 255
+
+
+def test_the_sandbox_refuses_what_production_refuses(sdk: openai.OpenAI) -> None:
+    """gpt-image-1 and -2 are both served by gpt-image-2, which has no transparent
+    backgrounds: the packaged channels refuse it, and so does the sandbox standing in."""
+    for model in ("gpt-image-1", "gpt-image-2"):
+        with pytest.raises(openai.BadRequestError) as exc:
+            sdk.images.generate(model=model, prompt="x", background="transparent")
+        assert exc.value.status_code == 400
+        assert f'background "transparent" is not supported by {model}' in str(exc.value)
 
 
 def test_sdk_errors_carry_the_code(sdk: openai.OpenAI) -> None:

@@ -6,7 +6,7 @@ Loaded from YAML (the packaged ``models.yaml`` unless the operator passes their 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -224,15 +224,27 @@ class Registry(_Strict):
         return sorted(set(missing))
 
     def sandboxed(self) -> Registry:
-        """Every model served by the sandbox provider, keeping names, families and prices."""
+        """Every model served by the sandbox provider, keeping names, families, prices and
+        what production refuses (a value every channel refuses): code written against the
+        sandbox must not meet a new 400 in production."""
         ups = {"sandbox": UpstreamConfig(type="sandbox")}
         models = {
             name: m.model_copy(update={"channels": (ChannelConfig(
                 upstream="sandbox", model=name,
-                image_size=any(c.image_size for c in m.channels)),)})
+                image_size=any(c.image_size for c in m.channels),
+                unsupported=_refused_by_all(m.channels)),)})
             for name, m in self.models.items()
         }
         return Registry(upstreams=ups, models=models)
+
+
+def _refused_by_all(channels: Sequence[ChannelConfig]) -> dict[str, tuple[str, ...]]:
+    common: dict[str, set[str]] | None = None
+    for channel in channels:
+        here = {f: set(values) for f, values in channel.unsupported.items()}
+        common = here if common is None else {
+            f: common[f] & here[f] for f in common.keys() & here.keys()}
+    return {f: tuple(sorted(v)) for f, v in (common or {}).items() if v}
 
 
 def default_config_text() -> str:
