@@ -96,12 +96,14 @@ class ProviderError(Exception):
     ``retryable``: the same channel may succeed on another try (after a backoff).
     ``failover``: the model's next channel may succeed where this one cannot.
     ``channel_fault``: the failure says the channel is unhealthy, so it counts toward the
-    channel's circuit breaker; a refusal of the prompt says nothing about the channel.
+    channel's circuit breaker; a refusal of the prompt says the channel is answering.
+    ``local``: the failure is this gateway's own and says nothing of the channel either way.
     """
 
     retryable: bool = False
     failover: bool = False
     channel_fault: bool = False
+    local: bool = False
     retry_limit: int | None = None  # retries of this kind of failure, if fewer than the channel's
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
@@ -114,6 +116,14 @@ class UpstreamUnavailable(ProviderError):
     """429, 5xx, timeouts, connection errors, garbage bodies: worth another try."""
 
     retryable = failover = channel_fault = True
+
+
+class OutOfFiles(ProviderError):
+    """This process could not open a connection to the upstream: it has as many files open
+    as it may. Requests that end free theirs, so it is worth a retry after the backoff; a
+    channel must not cool down for it (every channel would, and stay down after)."""
+
+    retryable = local = True
 
 
 class NoImage(ProviderError):

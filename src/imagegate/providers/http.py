@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import io
 import json
 import re
@@ -20,6 +21,7 @@ from PIL import Image
 from imagegate import b64
 from imagegate.providers.base import (
     ContentBlocked,
+    OutOfFiles,
     ProviderError,
     QuotaExhausted,
     UpstreamAuthError,
@@ -209,6 +211,10 @@ def classify(channel: str, response: UpstreamResponse, scrub: Scrubber, *,
 
 
 def transport_error(upstream: str, error: BaseException) -> ProviderError:
+    cause = getattr(error, "os_error", error)  # aiohttp's connector errors wrap the OSError
+    if isinstance(cause, OSError) and cause.errno in (errno.EMFILE, errno.ENFILE):
+        return OutOfFiles(f"no connection to upstream {upstream}: this gateway process has "
+                          "as many files open as its limit allows")
     if isinstance(error, TimeoutError):
         return UpstreamUnavailable(f"upstream {upstream} timed out ({type(error).__name__})")
     return UpstreamUnavailable(f"upstream {upstream} connection failed ({type(error).__name__})")

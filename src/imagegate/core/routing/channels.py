@@ -264,6 +264,8 @@ class ChannelRouter:
     def failed(self, channel: ChannelConfig, error: ProviderError, started: float) -> None:
         """The breaker's account of a failed call (or stream) begun at ``started``."""
         self._observe(channel, type(error).__name__, started)
+        if error.local:
+            return
         breaker = self._breaker(channel)
         if not error.channel_fault:  # a refusal: the upstream is answering, so it is healthy
             breaker.failures, breaker.open_until = 0, 0.0

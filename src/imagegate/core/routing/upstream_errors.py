@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import math
 
-from imagegate.core.errors import ApiError, BadRequest, Forbidden, Timeout, UpstreamFailed
+from imagegate.core.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    Timeout,
+    TooManyRequests,
+    UpstreamFailed,
+)
 from imagegate.providers.base import (
     ContentBlocked,
     DeadlineExceeded,
+    OutOfFiles,
     ProviderError,
     QuotaExhausted,
     UpstreamAuthError,
@@ -30,6 +38,9 @@ def provider_error_to_api(error: ProviderError) -> ApiError:
         return BadRequest(f"the upstream rejected the request: {message}")
     if isinstance(error, DeadlineExceeded):
         return Timeout(f"the image was not ready in time: {message}")
+    if isinstance(error, OutOfFiles):  # this node is full, not broken: come back shortly
+        return TooManyRequests(f"this gateway node is at its limit of open connections: "
+                               f"{message}", headers={"Retry-After": "1"})
     if isinstance(error, UpstreamCoolingDown):
         seconds = max(1, math.ceil(error.retry_after or 1))
         return UpstreamFailed(message, headers={"Retry-After": str(seconds)})
