@@ -22,112 +22,29 @@ bytes that are no image, a payload over 20 MiB ("Request payload size exceeds th
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import hmac
-import io
-import math
-import re
 import secrets
 from typing import Any
 
 import orjson
-from PIL import Image
 
 from imagegate.testing import pictures
+from imagegate.testing.gemini_wire import (
+    GOOGLE_HTML,
+    IMAGE_SIZES,
+    JSON_TYPE,
+    MAX_PAYLOAD,
+    MODELS,
+    PATH,
+    STATUS,
+    GeminiError,
+    inline_image,
+    nearest,
+    proto_object,
+)
 from imagegate.testing.records import Fault, RecordedRequest, Response
 from imagegate.testing.server import FakeServer
 from imagegate.testing.streams import gemini_chunks
-
-RATIOS_25: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
-    "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
-    "16:9": (1344, 768), "21:9": (1536, 672),
-}
-RATIOS_3: dict[str, tuple[int, int]] = {  # 1K; 2K and 4K are x2 and x4
-    "1:1": (1024, 1024), "2:3": (848, 1264), "3:2": (1264, 848), "3:4": (896, 1200),
-    "4:3": (1200, 896), "4:5": (928, 1152), "5:4": (1152, 928), "9:16": (768, 1376),
-    "16:9": (1376, 768), "21:9": (1584, 672),
-}
-RATIOS_31_EXTRA: dict[str, tuple[int, int]] = {
-    "1:4": (512, 2048), "4:1": (2048, 512), "1:8": (384, 3072), "8:1": (3072, 384)}
-MODELS: dict[str, dict[str, tuple[int, int]]] = {
-    "gemini-2.5-flash-image": RATIOS_25,
-    "gemini-3-pro-image-preview": RATIOS_3,
-    "gemini-3.1-flash-image-preview": {**RATIOS_3, **RATIOS_31_EXTRA},
-}
-IMAGE_SIZES = {"1K": 1, "2K": 2, "4K": 4}
-
-_FIELDS: dict[str, set[str]] = {
-    "": {"contents", "tools", "toolConfig", "safetySettings", "systemInstruction",
-         "generationConfig", "cachedContent", "model"},
-    "content": {"role", "parts"},
-    "part": {"text", "inlineData", "fileData", "thought", "thoughtSignature", "functionCall",
-             "functionResponse", "executableCode", "codeExecutionResult", "videoMetadata",
-             "partMetadata", "mediaResolution"},
-    "generationConfig": {
-        "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
-        "candidateCount", "maxOutputTokens", "temperature", "topP", "topK", "seed",
-        "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
-        "enableEnhancedCivicAnswers", "responseModalities", "speechConfig", "thinkingConfig",
-        "imageConfig", "mediaResolution"},
-    "imageConfig": {"aspectRatio", "imageSize"},
-    "blob": {"mimeType", "data"},
-}
-IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
-MAX_PAYLOAD = 20 * 1024 * 1024
-_UNPROCESSABLE = ("Unable to process input image. Please retry or report in "
-                  "https://developers.generativeai.google/guide/troubleshooting")
-_STATUS: dict[int, tuple[str, str]] = {
-    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
-    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
-    403: ("PERMISSION_DENIED", "The caller does not have permission"),
-    404: ("NOT_FOUND", "Requested entity was not found."),
-    409: ("ABORTED", "The operation was aborted."),
-    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    499: ("CANCELLED", "The operation was cancelled."),
-    500: ("INTERNAL", "An internal error has occurred. Please retry or report in "
-          "https://developers.generativeai.google/guide/troubleshooting"),
-    501: ("UNIMPLEMENTED", "Operation is not implemented, or supported, or enabled."),
-    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
-    504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
-}
-_PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)$")
-_GOOGLE_HTML = (
-    "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error {status} "
-    "({reason})!!1</title>\n  <p><b>{status}.</b> <ins>That\u2019s an error.</ins>\n  <p>{text}"
-    "  <ins>That\u2019s all we know.</ins>\n")
-_JSON = "application/json; charset=UTF-8"
-
-
-class GeminiError(Exception):
-    def __init__(self, code: int, message: str, status: str | None = None,
-                 details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-        self.status = status or _STATUS.get(code, ("UNKNOWN", ""))[0]
-        self.details = details
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(word.title() for word in rest)
-
-
-def _object(value: Any, kind: str, where: str) -> dict[str, Any]:
-    """Check a proto message: a JSON object whose fields Google knows; keys made camelCase."""
-    if not isinstance(value, dict):
-        raise GeminiError(400, f"Invalid JSON payload received. Expected an object at "
-                          f"'{where}'." if where else "Invalid JSON payload received.")
-    out: dict[str, Any] = {}
-    for name, item in value.items():
-        if _camel(name) not in _FIELDS[kind]:
-            at = f" at '{where}'" if where else ""
-            raise GeminiError(400, f'Invalid JSON payload received. Unknown name "{name}"{at}: '
-                              "Cannot find field.")
-        out[_camel(name)] = item
-    return out
 
 
 class FakeGemini(FakeServer):
@@ -146,12 +63,12 @@ class FakeGemini(FakeServer):
         error: dict[str, Any] = {"code": exc.code, "message": exc.message, "status": exc.status}
         if exc.details:
             error["details"] = exc.details
-        return Response(exc.code, orjson.dumps({"error": error}), [("vary", "Origin")], _JSON)
+        return Response(exc.code, orjson.dumps({"error": error}), [("vary", "Origin")], JSON_TYPE)
 
     def error_response(self, status: int, fault: Fault) -> Response:
         """Google's error body. A 429 is shaped like AI Studio's: no Retry-After header, the
         delay in a RetryInfo detail and the violated quota in a QuotaFailure detail."""
-        name, message = _STATUS.get(status, ("UNKNOWN", f"HTTP {status}"))
+        name, message = STATUS.get(status, ("UNKNOWN", f"HTTP {status}"))
         details: list[dict[str, Any]] = []
         if status == 429:
             quota = fault.quota_id or "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
@@ -180,13 +97,13 @@ class FakeGemini(FakeServer):
 
     def html_page(self, status: int) -> bytes:
         reason = "Server Error" if status >= 500 else "Client Error"
-        return _GOOGLE_HTML.format(status=status, reason=reason, text="The server encountered "
+        return GOOGLE_HTML.format(status=status, reason=reason, text="The server encountered "
                                    "a temporary error and could not complete your request.<p>"
                                    "Please try again in 30 seconds.").encode()
 
     def _not_found_page(self, path: str) -> Response:
         text = f"The requested URL <code>{path}</code> was not found on this server."
-        page = _GOOGLE_HTML.format(status=404, reason="Not Found", text=text)
+        page = GOOGLE_HTML.format(status=404, reason="Not Found", text=text)
         return Response(404, page.encode(), [], "text/html; charset=UTF-8")
 
     def _check_auth(self, request: RecordedRequest) -> GeminiError | None:
@@ -203,7 +120,7 @@ class FakeGemini(FakeServer):
         return None
 
     async def handle(self, request: RecordedRequest, fault: Fault | None) -> Response:
-        match = _PATH.match(request.path)
+        match = PATH.match(request.path)
         if match is None or request.method != "POST":
             return self._not_found_page(request.path)
         problem = self._check_auth(request)
@@ -233,10 +150,10 @@ class FakeGemini(FakeServer):
         payload = await self.run_sync(self._generate, model, prompt, modalities, size,
                                       fault or Fault(), inputs, 2 if streamed else 1)
         if not streamed:
-            return Response(200, payload, [("vary", "Origin")], _JSON)
+            return Response(200, payload, [("vary", "Origin")], JSON_TYPE)
         chunks = gemini_chunks(orjson.loads(payload))
         if request.query.get("alt") != "sse":  # without alt=sse: one JSON array
-            return Response(200, orjson.dumps(chunks), [("vary", "Origin")], _JSON)
+            return Response(200, orjson.dumps(chunks), [("vary", "Origin")], JSON_TYPE)
         frames = [b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks]
         return Response(200, b"", [("vary", "Origin")], "text/event-stream", stream=self.events(
             frames, fault))
@@ -245,7 +162,7 @@ class FakeGemini(FakeServer):
     def _validate(self, model: str, raw: Any
                   ) -> tuple[str, list[str], tuple[int, int, str], list[tuple[int, int, str]]]:
         """The prompt, modalities, output size and inputs (width, height, digest)."""
-        body = _object(raw, "", "")
+        body = proto_object(raw, "", "")
         contents = body.get("contents")
         if not contents:
             raise GeminiError(400, "* GenerateContentRequest.contents: contents is not "
@@ -256,13 +173,13 @@ class FakeGemini(FakeServer):
         texts: list[str] = []
         inputs: list[tuple[int, int, str]] = []
         for i, item in enumerate(contents):
-            content = _object(item, "content", f"contents[{i}]")
+            content = proto_object(item, "content", f"contents[{i}]")
             parts = content.get("parts")
             if not isinstance(parts, list) or not parts:
                 raise GeminiError(400, f"* GenerateContentRequest.contents[{i}].parts: "
                                   "contents.parts must not be empty.\n")
             for j, raw_part in enumerate(parts):
-                part = _object(raw_part, "part", f"contents[{i}].parts[{j}]")
+                part = proto_object(raw_part, "part", f"contents[{i}].parts[{j}]")
                 text = part.get("text")
                 if text is not None and not isinstance(text, str):
                     raise GeminiError(400, f"Invalid value at 'contents[{i}].parts[{j}].text' "
@@ -270,12 +187,12 @@ class FakeGemini(FakeServer):
                 if text and text.strip() and not part.get("thought"):
                     texts.append(text)
                 if part.get("inlineData") is not None:
-                    inputs.append(_inline_image(part["inlineData"],
+                    inputs.append(inline_image(part["inlineData"],
                                                 f"contents[{i}].parts[{j}].inline_data"))
         if not texts:
             raise GeminiError(400, "* GenerateContentRequest.contents: a text part with the "
                               "prompt is required.\n")
-        config = _object(body.get("generationConfig") or {}, "generationConfig",
+        config = proto_object(body.get("generationConfig") or {}, "generationConfig",
                          "generation_config")
         modalities = config.get("responseModalities") or ["TEXT", "IMAGE"]
         if not isinstance(modalities, list):
@@ -293,14 +210,14 @@ class FakeGemini(FakeServer):
         count = config.get("candidateCount")
         if isinstance(count, int) and count > 1:
             raise GeminiError(400, f"Multiple candidates is not enabled for models/{model}")
-        image_config = _object(config.get("imageConfig") or {}, "imageConfig",
+        image_config = proto_object(config.get("imageConfig") or {}, "imageConfig",
                                "generation_config.image_config")
         return " ".join(texts), modalities, self._size(model, image_config, inputs), inputs
 
     def _size(self, model: str, config: dict[str, Any],
               inputs: list[tuple[int, int, str]] | None = None) -> tuple[int, int, str]:
         table = MODELS[model]
-        ratio = config.get("aspectRatio") or (_nearest(table, *inputs[0][:2]) if inputs
+        ratio = config.get("aspectRatio") or (nearest(table, *inputs[0][:2]) if inputs
                                               else "1:1")
         if ratio not in table:
             raise GeminiError(400, f"* GenerateContentRequest.generation_config.image_config."
@@ -388,32 +305,3 @@ class FakeGemini(FakeServer):
             usage["thoughtsTokenCount"] = 180
             usage["totalTokenCount"] += 180
         return orjson.dumps({"candidates": [candidate], "usageMetadata": usage, **envelope})
-
-
-def _inline_image(raw: Any, where: str) -> tuple[int, int, str]:
-    """One inlineData input: a Blob proto whose bytes must be an image Google decodes."""
-    blob = _object(raw, "blob", where)
-    mime = blob.get("mimeType")
-    data = blob.get("data")
-    if not isinstance(data, str) or not data:
-        raise GeminiError(400, f"* GenerateContentRequest.{where}.data: inline data must not "
-                          "be empty.\n")
-    try:
-        decoded = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise GeminiError(400, f"Invalid value at '{where}.data' (TYPE_BYTES), Base64 decoding "
-                          f"failed for \"{data[:40]}\"") from None
-    if not isinstance(mime, str) or mime.lower() not in IMAGE_MIMES:
-        raise GeminiError(400, f"Unsupported MIME type: {mime}")
-    try:
-        with Image.open(io.BytesIO(decoded)) as image:
-            image.load()
-            width, height = image.size
-    except Exception:  # noqa: BLE001 - what Pillow cannot decode, the model cannot see
-        raise GeminiError(400, _UNPROCESSABLE) from None
-    return width, height, hashlib.sha256(decoded).hexdigest()
-
-
-def _nearest(table: dict[str, tuple[int, int]], width: int, height: int) -> str:
-    target = math.log(width / height)
-    return min(table, key=lambda r: abs(math.log(table[r][0] / table[r][1]) - target))

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from imagegate.testing import pictures
-from imagegate.testing.gemini_fake import IMAGE_SIZES, MODELS
+from imagegate.testing.gemini_wire import IMAGE_SIZES, MODELS
 from imagegate.testing.records import Fault, RecordedRequest, Response, json_response
 from imagegate.testing.server import FakeServer
 

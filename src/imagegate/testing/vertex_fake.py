@@ -40,7 +40,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from imagegate.testing.gemini_fake import FakeGemini, GeminiError
+from imagegate.testing.gemini_fake import FakeGemini
+from imagegate.testing.gemini_wire import GeminiError
 from imagegate.testing.records import Fault, RecordedRequest, Response, json_response
 from imagegate.testing.server import FakeServer
 
