@@ -298,7 +298,9 @@ def test_tokens_are_refreshed_before_they_expire_once_for_all(tmp_path: Path) ->
 @pytest.mark.parametrize(("upstream", "said"), [
     ("{type: azure, api_key_env: K}", "type azure needs base_url"),
     ("{type: azure, base_url: 'https://r.openai.azure.com', options: {auth: oauth}}",
-     "api-key or bearer"),
+     "api-key, bearer or entra"),
+    ("{type: azure, base_url: 'https://r.openai.azure.com', options: {auth: entra, "
+     "client_id: c}}", "auth entra needs options.tenant_id: the service principal's"),
     ("{type: bedrock}", "'openai', 'gemini', 'azure', 'vertex', 'openrouter' or 'sandbox'"),
 ])
 def test_registry_refuses_an_unusable_upstream(upstream: str, said: str) -> None:

@@ -2,7 +2,8 @@
 
 ``POST {endpoint}/openai/deployments/{deployment}/images/generations?api-version=...`` (and
 ``/images/edits``, multipart), authenticated by an ``api-key`` header or a Microsoft Entra
-bearer token (Azure OpenAI REST reference, "Image generations - Create" and "- Edit").
+bearer token (Azure OpenAI REST reference, "Image generations - Create" and "- Edit"):
+``auth: entra`` fetches and renews those tokens for a service principal (entra_tokens).
 A channel's ``model`` is the deployment's name; the body carries no model. Refusals by
 Azure's content filter come back as HTTP 400 whose error has an inner error with code
 ``ResponsibleAIPolicyViolation`` and the ``content_filter_results`` that tripped; they are
@@ -12,11 +13,25 @@ our ``forbidden``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from imagegate.providers import http
-from imagegate.providers.base import ContentBlocked, ImageRequest, ProviderError
+from imagegate.providers.base import (
+    ContentBlocked,
+    ImageRequest,
+    ProviderError,
+    TokenRefused,
+    UpstreamAuthError,
+)
+from imagegate.providers.entra_tokens import (
+    AUTHORITY,
+    SCOPE,
+    EntraTokens,
+    ServicePrincipal,
+    TokenError,
+)
 from imagegate.providers.openai import OpenAIProvider
 
 if TYPE_CHECKING:
@@ -24,6 +39,7 @@ if TYPE_CHECKING:
 
 DEFAULT_API_VERSION = "2025-04-01-preview"
 POLICY_VIOLATION = "ResponsibleAIPolicyViolation"
+AUTH_KINDS = ("api-key", "bearer", "entra")
 
 
 class AzureOpenAIProvider(OpenAIProvider):
@@ -38,11 +54,18 @@ class AzureOpenAIProvider(OpenAIProvider):
         self.base_url = http.strip_version(config.base_url, "/openai")
         self.key_env = config.key_env or "AZURE_OPENAI_API_KEY"
         self.api_version = str(config.options.get("api_version") or DEFAULT_API_VERSION)
-        auth = str(config.options.get("auth") or "api-key")
-        if auth not in ("api-key", "bearer"):
-            raise ValueError(f"upstream {name} (azure): options.auth is api-key or bearer, "
-                             f"not {auth!r}")
+        options = config.options
+        auth = str(options.get("auth") or "api-key")
+        if auth not in AUTH_KINDS:
+            raise ValueError(f"upstream {name} (azure): options.auth is one of "
+                             f"{', '.join(AUTH_KINDS)}, not {auth!r}")
         self.bearer = auth == "bearer"
+        self.tokens: EntraTokens | None = None
+        if auth == "entra":
+            self.tokens = EntraTokens(ServicePrincipal(
+                str(options["tenant_id"]), str(options["client_id"]), self.api_key,
+                str(options.get("authority") or AUTHORITY), str(options.get("scope") or SCOPE),
+            ), self.client)
 
     def body(self, request: ImageRequest) -> dict[str, Any]:
         body = super().body(request)
@@ -54,12 +77,27 @@ class AzureOpenAIProvider(OpenAIProvider):
         return (f"{self.base_url}/openai/deployments/{deployment}/images/{operation}"
                 f"?api-version={quote(self.api_version, safe='')}")
 
-    def auth_headers(self) -> dict[str, str]:
+    async def auth_headers(self, channel: str) -> dict[str, str]:
+        if self.tokens is not None:
+            try:
+                token = await self.tokens.token()
+            except TokenError as e:
+                raise UpstreamAuthError(f"upstream {channel} has no Entra ID token: {e}; "
+                                        f"check options.tenant_id, options.client_id and "
+                                        f"{self.key_env}") from None
+            _sent.set(token)
+            self.scrub.secrets = list(dict.fromkeys([token, *self.scrub.secrets]))[:3]
+            return {"authorization": f"Bearer {token}"}
         if self.bearer:
             return {"authorization": f"Bearer {self.api_key}"}
         return {"api-key": self.api_key or ""}
 
     def classify(self, channel: str, response: http.UpstreamResponse) -> ProviderError:
+        token = _sent.get()
+        if response.status == 401 and self.tokens is not None and token is not None:
+            # revoked or expired early: drop it, and one retry goes with a new one
+            self.tokens.drop(token)
+            return TokenRefused(super().classify(channel, response).message)
         body = http.json_body(response)
         err = body.get("error") if isinstance(body, dict) else None
         inner = (err.get("inner_error") or err.get("innererror")) if isinstance(err, dict) \
@@ -79,3 +117,6 @@ def filtered(results: Any) -> list[str]:
         return []
     return [str(name)[:40] for name, result in results.items()
             if isinstance(result, dict) and result.get("filtered") is True][:10]
+
+
+_sent: ContextVar[str | None] = ContextVar("azure_token_sent", default=None)

@@ -149,6 +149,14 @@ class UpstreamAuthError(ProviderError):
     failover = channel_fault = True
 
 
+class TokenRefused(UpstreamAuthError):
+    """The upstream refused an access token we had cached (Vertex, Azure with Entra ID);
+    a fresh one may well be accepted, so one retry goes with a new token."""
+
+    retryable = True
+    retry_limit = 1
+
+
 class UpstreamMisconfigured(ProviderError):
     """The upstream does not know the channel's model or path (404): the operator must fix
     the config, so the client gets an api_error and the next channel is tried at once."""

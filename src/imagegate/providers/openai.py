@@ -78,7 +78,7 @@ class OpenAIProvider:
     def endpoint(self, request: ImageRequest, operation: str) -> str:
         return f"{self.base_url}/v1/images/{operation}"
 
-    def auth_headers(self) -> dict[str, str]:
+    async def auth_headers(self, channel: str) -> dict[str, str]:
         return {"authorization": f"Bearer {self.api_key}"}
 
     def classify(self, channel: str, response: http.UpstreamResponse) -> ProviderError:
@@ -103,7 +103,7 @@ class OpenAIProvider:
         try:
             response = await self.client.post(
                 self.endpoint(request, operation), json=json, data=data,
-                headers=self.auth_headers())
+                headers=await self.auth_headers(channel))
         except http.TransportError as e:
             raise http.transport_error(channel, e) from None
         if response.status != 200:

@@ -49,11 +49,10 @@ async def stream(provider: OpenAIProvider, request: ImageRequest) -> AsyncIterat
     payload: dict[str, Any] = ({"data": edit_form(body, request)} if edit  # type: ignore[arg-type]
                                else {"json": body})
     url = provider.endpoint(request, "edits" if edit else "generations")
+    headers = {**await provider.auth_headers(channel), "accept": "text/event-stream"}
     done = 0
     try:
-        async with provider.client.stream(
-                "POST", url, headers={**provider.auth_headers(), "accept": "text/event-stream"},
-                **payload) as response:
+        async with provider.client.stream("POST", url, headers=headers, **payload) as response:
             if response.status != 200:
                 answer = UpstreamResponse(response.status, response.headers,
                                           await response.content.read(1 << 20))

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from imagegate.providers import http
-from imagegate.providers.base import ImageRequest, ProviderError, UpstreamAuthError
+from imagegate.providers.base import (
+    ImageRequest,
+    ProviderError,
+    TokenRefused,
+    UpstreamAuthError,
+)
 from imagegate.providers.gemini import GeminiProvider
 from imagegate.providers.google_tokens import AccessTokens, TokenError
 
@@ -77,13 +82,6 @@ class VertexProvider(GeminiProvider):
             self.tokens.drop(token)
             return TokenRefused(error.message)
         return error
-
-
-class TokenRefused(UpstreamAuthError):
-    """Vertex refused a token we had cached; a fresh one may well be accepted."""
-
-    retryable = True
-    retry_limit = 1
 
 
 _sent: ContextVar[str | None] = ContextVar("vertex_token_sent", default=None)

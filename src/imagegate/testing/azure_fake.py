@@ -8,7 +8,11 @@ generations - Edit" and the schemas ``dalleErrorResponse``, ``dalleInnerError``,
 - ``POST /openai/deployments/{deployment-id}/images/generations?api-version=...`` (JSON) and
   ``.../images/edits`` (multipart); ``api-version`` is required (without it Azure answers
   404 "Resource not found"); the deployment decides the model, the body names none.
-- Authentication by the ``api-key`` header or ``Authorization: Bearer`` (an Entra token);
+- Authentication by the ``api-key`` header or ``Authorization: Bearer`` (an Entra token:
+  a fixed one, or those its ``entra`` issuer grants at ``/{tenant}/oauth2/v2.0/token``,
+  entra_fake.py; a bearer token it does not take is 401 "Unauthorized. Access token is
+  missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have
+  expired.");
   a wrong key is 401 ``{"error": {"code": "401", "message": "Access denied due to invalid
   subscription key or wrong API endpoint. ..."}}`` with an ``apim-request-id`` header (the
   body and headers quoted from Azure in SciSharp/BotSharp issue 386).
@@ -37,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from imagegate.testing.entra_fake import AUDIENCE, EntraIssuer
 from imagegate.testing.multipart import FormError, Part, parse_form
 from imagegate.testing.openai_edit_rules import validate_edit
 from imagegate.testing.openai_fake import FakeOpenAI
@@ -44,6 +49,7 @@ from imagegate.testing.openai_rules import OpenAIError, validate
 from imagegate.testing.records import Fault, RecordedRequest, Response, json_response
 
 _PATH = re.compile(r"^/openai/deployments/([^/]+)/images/(generations|edits)$")
+_TOKEN_PATH = re.compile(r"^/([^/]+)/oauth2/v2\.0/token$")
 _SAFE = {"filtered": False, "severity": "safe"}
 PROMPT_FILTER_RESULTS: dict[str, Any] = {
     "hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE,
@@ -72,11 +78,12 @@ class FakeAzureOpenAI(FakeOpenAI):
     server_header = "Microsoft-HTTPAPI/2.0"
 
     def __init__(self, api_key: str = "az-test", *, deployments: dict[str, str] | None = None,
-                 bearer_token: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 latency: float = 0.0) -> None:
+                 bearer_token: str | None = None, entra: EntraIssuer | None = None,
+                 host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
         super().__init__(api_key, host=host, port=port, latency=latency)
         self.deployments = dict(deployments or DEFAULT_DEPLOYMENTS)
         self.bearer_token = bearer_token
+        self.entra = entra
 
     def error_response(self, status: int, fault: Fault) -> Response:
         if fault.code in ("content_policy_violation", "ResponsibleAIPolicyViolation"):
@@ -106,22 +113,37 @@ class FakeAzureOpenAI(FakeOpenAI):
                            "subscription and use a correct regional API endpoint for your "
                            "resource.")
 
-    def _authorized(self, request: RecordedRequest) -> bool:
+    def _refused(self, request: RecordedRequest) -> Response | None:
         key = request.headers.get("api-key")
         if key is not None:
-            return hmac.compare_digest(key.encode(), self.api_key.encode())
+            return None if hmac.compare_digest(key.encode(), self.api_key.encode()) \
+                else self._denied()
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return (self.bearer_token is not None and scheme.lower() == "bearer"
-                and hmac.compare_digest(token.strip().encode(), self.bearer_token.encode()))
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return self._denied()
+        if self.bearer_token is not None and hmac.compare_digest(token.encode(),
+                                                                 self.bearer_token.encode()):
+            return None
+        if self.entra is not None and self.entra.valid(token):
+            return None
+        return azure_error(401, "401", "Unauthorized. Access token is missing, invalid, "
+                           f"audience is incorrect ({AUDIENCE}), or have expired.")
 
     async def handle(self, request: RecordedRequest, fault: Fault | None) -> Response:
         if request.path.startswith("/files/") and request.method in ("GET", "HEAD"):
             return await super().handle(request, fault)
+        token_path = _TOKEN_PATH.match(request.path)
+        if token_path is not None and self.entra is not None and request.method == "POST":
+            if self.entra.delay > 0:
+                await asyncio.sleep(self.entra.delay)
+            return self.entra.grant(token_path.group(1), request)
         match = _PATH.match(request.path)
         if match is None or request.method != "POST" or not request.query.get("api-version"):
             return azure_error(404, "404", "Resource not found")
-        if not self._authorized(request):
-            return self._denied()
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         deployment, operation = match.groups()
         model = self.deployments.get(deployment)
         if model is None:

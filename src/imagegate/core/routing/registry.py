@@ -60,15 +60,26 @@ class UpstreamConfig(_Strict):
         if self.type == "azure" and not self.base_url:
             raise ValueError("type azure needs base_url: the resource endpoint, "
                              "https://<resource>.openai.azure.com")
-        if self.type == "azure" and self.options.get("auth", "api-key") not in (
-                "api-key", "bearer"):
-            raise ValueError("options.auth of type azure is api-key or bearer")
+        auth = self.options.get("auth", "api-key")
+        if self.type == "azure" and auth not in ("api-key", "bearer", "entra"):
+            raise ValueError("options.auth of type azure is api-key, bearer or entra")
+        if self.type == "azure" and auth == "entra":
+            missing = [f"options.{o}" for o in ("tenant_id", "client_id")
+                       if not self.options.get(o)]
+            if missing:
+                raise ValueError(f"type azure with auth entra needs {' and '.join(missing)}: "
+                                 "the service principal's directory and application IDs")
         return self
 
     @property
     def key_env(self) -> str | None:
-        """The variable holding the key: ``api_key_env``, else the type's usual one."""
-        return self.api_key_env or DEFAULT_KEY_ENV.get(self.type)
+        """The variable holding the key: ``api_key_env``, else the type's usual one (for
+        Azure with Entra ID, the service principal's secret)."""
+        if self.api_key_env:
+            return self.api_key_env
+        if self.type == "azure" and self.options.get("auth") == "entra":
+            return "AZURE_CLIENT_SECRET"  # azure-identity's EnvironmentCredential reads it too
+        return DEFAULT_KEY_ENV.get(self.type)
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         env = os.environ if environ is None else environ
