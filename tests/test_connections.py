@@ -3,6 +3,7 @@ leave the node answering."""
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 import time
@@ -84,6 +85,27 @@ def test_a_trickled_body_is_cut_off_with_408(gw: GatewayServer) -> None:
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b'"code":"bad_request"' in answer and b"did not arrive within 1.5s" in answer
     assert took < 5, took
+
+
+def test_a_large_body_on_a_slow_link_is_not_cut_off(gw: GatewayServer) -> None:
+    """600 KB over ~3 s, twice the body timeout: each 64 KB received buys a second."""
+    token = gw.demo_token()
+    body = json.dumps({"model": "nano-banana", "prompt": "slow link",
+                       "note": "x" * 600_000}).encode()
+    head = (f"POST {GEN} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"authorization: Bearer {token}\r\ncontent-length: {len(body)}\r\n\r\n"
+            ).encode()
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        s.sendall(head)
+        started = time.monotonic()
+        for i in range(0, len(body), 30_000):
+            s.sendall(body[i:i + 30_000])
+            time.sleep(0.15)
+        took = time.monotonic() - started
+        s.settimeout(30)
+        answer = s.recv(65536)
+    assert took > 2.5, took  # well past the 1.5 s the whole body had before
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
 
 
 def test_an_idle_kept_alive_connection_is_closed(gw: GatewayServer) -> None:

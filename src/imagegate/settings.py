@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2, le=200)  # nesting of a JSON request body
     header_timeout: float = Field(default=10.0, gt=0)  # seconds for a request's head to arrive
-    body_timeout: float = Field(default=60.0, gt=0)  # seconds for its whole body to arrive
+    body_timeout: float = Field(default=60.0, gt=0)  # seconds for a body, +1 per 64 KB of it
     keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle kept-alive connection's
     task_query_max_bytes: int = Field(default=4 * 1024 * 1024, ge=65536)  # one batch answer
     sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task

@@ -19,12 +19,14 @@ QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 NOTHING_CHARGED = (b"x-credits-charged", b"0")
 DISCONNECTED = 499  # the status nginx logs for a client that went away mid-request
 WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BODY_RATE = 64 * 1024  # bytes a second that keep a long body's deadline moving
 
 
 class RequestMiddleware:
     """Gives every request a trace_id (a handler may replace it with the client's), returns it
     as X-Trace-Id, counts and times the request, and logs one line for it. A request body
-    must arrive within ``body_timeout`` seconds of the request's start."""
+    must arrive within ``body_timeout`` seconds of the request's start, and a second more
+    for every ``BODY_RATE`` bytes of it received."""
 
     def __init__(self, app: ASGIApp, body_timeout: float = 60.0) -> None:
         self.app = app
@@ -72,22 +74,27 @@ class RequestMiddleware:
 
     def _in_time(self, receive: Receive, started: float) -> Receive:
         """``receive``, refusing to wait for the body past its deadline (after the body,
-        waiting for the client to disconnect is not bounded)."""
-        deadline = started + self.body_timeout
+        waiting for the client to disconnect is not bounded). The deadline moves a second
+        later for every ``BODY_RATE`` bytes received: a large upload on a slow link goes
+        on, a trickle of bytes does not."""
+        received = 0
         body_done = False
 
         async def receive_in_time() -> Message:
-            nonlocal body_done
+            nonlocal body_done, received
             if body_done:
                 return await receive()
+            deadline = started + self.body_timeout + received / BODY_RATE
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
                     message = await receive()
             except TimeoutError:
                 body_done = True
                 raise RequestTimeout(
-                    f"the request body did not arrive within {self.body_timeout:g}s",
+                    f"the request body did not arrive within {self.body_timeout:g}s (and a "
+                    f"second more per {BODY_RATE // 1024} KB received)",
                     headers={"Connection": "close"}) from None
+            received += len(message.get("body", b""))
             if message["type"] != "http.request" or not message.get("more_body"):
                 body_done = True
             return message
