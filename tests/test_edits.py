@@ -114,6 +114,10 @@ def test_json_data_uri_then_the_result_by_its_files_url(gw: GatewayServer,
     first = post(gw, cred[0], {"model": "nano-banana-2", "prompt": "greener",
                                "image": data_uri(picture(GREEN, (512, 512)))})
     assert first.status_code == 200, first.text
+    task = httpx.get(f"{gw.url}/v1/tasks/{first.json()['task_id']}",
+                     headers={"authorization": f"Bearer {cred[0]}"}).json()
+    (stored,) = task["request"]["inputs"]["images"]
+    assert not (gw.data_dir / "files" / stored["key"]).exists()  # deleted before the answer
     url = first.json()["data"][0]["url"]
     assert url.startswith(gw.url + "/files/")
     # generate, then edit the result: the gateway reads its own file from storage
@@ -152,7 +156,8 @@ def test_async_edit_with_a_signed_callback(gw: GatewayServer, cred: tuple[str, s
     for stored in inputs["images"]:
         key = stored["key"]
         assert key.startswith("inputs/") and len(Path(key).stem) >= 32  # unguessable
-        assert (gw.data_dir / "files" / key).stat().st_size == stored["bytes"]
+    # the inputs served the run only: gone once its end is recorded (the hook may be first)
+    assert gone(gw, [i["key"] for i in inputs["images"]])
     batch = httpx.post(f"{gw.url}/openai/tasks", headers={"authorization": f"Bearer {token}"},
                        json={"action": "retrieve_batch", "type": "images_edits", "limit": 100})
     assert task_id in [t["id"] for t in batch.json()["items"]]
@@ -226,3 +231,25 @@ def test_idempotent_edit_is_answered_once_and_charged_once(gw: GatewayServer,
     assert again.headers["x-credits-charged"] == "0"
     other = send(BLUE)  # the same key with other image bytes is another request
     assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+
+
+def gone(gw: GatewayServer, keys: list[str], within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while any((gw.data_dir / "files" / k).exists() for k in keys):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_inputs_are_kept_when_the_operator_says_so(backend: str, tmp_path: Path) -> None:
+    with GatewayServer(tmp_path / "d", "--sandbox",
+                       env={"IMAGEGATE_KEEP_EDIT_INPUTS": "true"}) as server:
+        token = server.token(credits=10)
+        r = post(server, token, {"model": "gpt-image-2", "prompt": "kept",
+                                 "image": data_uri(picture(RED, (256, 256)))})
+        assert r.status_code == 200, r.text
+        task = httpx.get(f"{server.url}/v1/tasks/{r.json()['task_id']}",
+                         headers={"authorization": f"Bearer {token}"}).json()
+        (stored,) = task["request"]["inputs"]["images"]
+        assert (server.data_dir / "files" / stored["key"]).stat().st_size == stored["bytes"]

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     edit_max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # each input image
     edit_max_request_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)  # all of it: 413
     edit_max_pixels: int = Field(default=50_000_000, ge=1)  # decoded width x height, per image
+    keep_edit_inputs: bool = False  # else an edit's stored inputs go once its task has ended
     edit_fetch_timeout: float = Field(default=30.0, gt=0)  # seconds to fetch one image URL
     free_credits: float = Field(default=0.0, ge=0, le=1e9)
     demo_credits: float = Field(default=1000.0, ge=0, le=1e9)

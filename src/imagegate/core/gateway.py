@@ -116,7 +116,8 @@ class Gateway:
                         timeout=settings.edit_fetch_timeout)
         edits = EditService(generation, store, reader,
                             max_request_bytes=settings.edit_max_request_bytes,
-                            max_pixels=settings.edit_max_pixels)
+                            max_pixels=settings.edit_max_pixels,
+                            keep_inputs=settings.keep_edit_inputs)
         callbacks = CallbackDispatcher(
             sessions, host, policy, timeout=settings.callback_timeout,
             base_delay=settings.callback_base_delay, max_delay=settings.callback_max_delay,

@@ -60,6 +60,9 @@ class Job:
     produce: Callable[[], Awaitable[ImageResult]] | None = None
     # the same, streamed (SPEC section 8): each event with the channel that sent it
     stream: Callable[[], AsyncIterator[tuple[str, StreamEvent]]] | None = None
+    # once this runner has recorded the task's end: what only the run needed goes (edits:
+    # their stored inputs)
+    finished: Callable[[], Awaitable[None]] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -272,25 +275,27 @@ class GenerationService:
                 time.monotonic() - started)
             log.info("task_failed", task_id=job.task_id, trace_id=job.trace_id,
                      model=job.model.name, code=error.code, reason=error.message)
-            await self.tasks.fail(job.task_id, owner, job.credential_id, job.cost, error.code,
-                                  error.message, has_callback)
+            await self.ended(job, await self.tasks.fail(
+                job.task_id, owner, job.credential_id, job.cost, error.code, error.message,
+                has_callback))
             raise error from None
         except asyncio.CancelledError:
             if self.stopping and inline:
                 # the client is still waiting: it gets an answer, and nothing is billed
                 message = ("the gateway is shutting down: this request was stopped and "
                            f"nothing was charged (task {job.task_id}); send it again")
-                await asyncio.shield(self.tasks.fail(
+                await self.ended(job, await asyncio.shield(self.tasks.fail(
                     job.task_id, owner, job.credential_id, job.cost, "api_error", message,
-                    has_callback))
+                    has_callback)))
                 raise UpstreamFailed(message, headers={"Retry-After": "1"}) from None
             # a lost lease, or an async task at shutdown: back to the queue, nothing billed
             await asyncio.shield(self.tasks.hand_back(job.task_id, owner))
             raise
         except Exception:
             log.exception("task_failed", task_id=job.task_id, trace_id=job.trace_id)
-            await self.tasks.fail(job.task_id, owner, job.credential_id, job.cost, "api_error",
-                                  "internal error", has_callback)
+            await self.ended(job, await self.tasks.fail(
+                job.task_id, owner, job.credential_id, job.cost, "api_error", "internal error",
+                has_callback))
             raise UpstreamFailed(f"internal error (trace_id {job.trace_id})") from None
         finally:
             self._leases.pop(job.task_id, None)
@@ -303,10 +308,21 @@ class GenerationService:
             metrics.child(metrics.credits_charged, job.model.name).inc(job.cost / MICRO)
             metrics.child(metrics.task_seconds, job.model.name, "succeeded").observe(
                 time.monotonic() - started)
+            await self.ended(job, True)
         log.info("task_succeeded", task_id=job.task_id, trace_id=job.trace_id,
                  model=job.model.name, upstream=result.upstream,
                  duration_ms=round((time.monotonic() - started) * 1000, 1))
         return Outcome(body=body, credits=job.cost)
+
+    async def ended(self, job: Job, recorded: bool) -> None:
+        """The task's end was written (by this runner when ``recorded``; a runner that lost
+        the lease leaves all to the one that holds it now)."""
+        if not recorded or job.finished is None:
+            return
+        try:
+            await asyncio.shield(job.finished())
+        except Exception:  # noqa: BLE001 - the task is done; what is left is only storage
+            log.warning("task_cleanup_failed", task_id=job.task_id, exc_info=True)
 
     def _hold(self, task_id: str, owner: str) -> None:
         """Keep the task's lease alive while it runs (one renewal a round for all tasks)."""

@@ -150,6 +150,7 @@ class StreamService:
             metrics.credits_charged.labels(job.model.name).inc(job.cost / MICRO)
             metrics.task_seconds.labels(job.model.name, "succeeded").observe(
                 time.monotonic() - started)
+            await gen.ended(job, True)
         log.info("task_succeeded", task_id=job.task_id, trace_id=job.trace_id,
                  model=job.model.name, upstream=upstream, stream=True,
                  client_listening=delivery.listening,
@@ -161,8 +162,10 @@ class StreamService:
         metrics.task_seconds.labels(job.model.name, "failed").observe(time.monotonic() - started)
         log.info("task_failed", task_id=job.task_id, trace_id=job.trace_id,
                  model=job.model.name, code=error.code, reason=error.message, stream=True)
-        await self.generation.tasks.fail(job.task_id, owner, job.credential_id, job.cost,
-                                         error.code, error.message, has_callback)
+        gen = self.generation
+        await gen.ended(job, await gen.tasks.fail(
+            job.task_id, owner, job.credential_id, job.cost, error.code, error.message,
+            has_callback))
         with contextlib.suppress(TimeoutError):  # a client that reads nothing: let it be
             await asyncio.wait_for(delivery.put(error), 10)
 

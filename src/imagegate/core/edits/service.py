@@ -67,8 +67,9 @@ def edit_request(model: ModelConfig, params: Params, images: tuple[InputImage, .
 
 class EditService:
     def __init__(self, generation: GenerationService, store: ImageStore, reader: Reader, *,
-                 max_request_bytes: int, max_pixels: int) -> None:
+                 max_request_bytes: int, max_pixels: int, keep_inputs: bool = False) -> None:
         self.generation = generation
+        self.keep_inputs = keep_inputs  # else deleted once the task's end is recorded
         self.store = store
         self.reader = reader
         self.max_request_bytes = max_request_bytes
@@ -175,7 +176,8 @@ class EditService:
                   credential_id=credential.id, model=model, params=params,
                   cost=self.cost_of(model, params),
                   produce=self._producer(model, params, fidelity, inputs),
-                  stream=partial(self._stream, model, params, fidelity, inputs))
+                  stream=partial(self._stream, model, params, fidelity, inputs),
+                  finished=self._cleanup(inputs))
         now = time.time()
         row = {
             "id": job.task_id, "trace_id": job.trace_id, "type": TYPE,
@@ -219,7 +221,14 @@ class EditService:
         params = fit_to_input(model, params, body, images[0].width, images[0].height)
         return Job(task_id=claimed.id, trace_id=claimed.trace_id,
                    credential_id=claimed.credential_id, model=model, params=params,
-                   cost=claimed.credits, produce=self._producer(model, params, fidelity, inputs))
+                   cost=claimed.credits, produce=self._producer(model, params, fidelity, inputs),
+                   finished=self._cleanup(inputs))
+
+    def _cleanup(self, inputs: dict[str, Any]) -> partial[Any] | None:
+        """The inputs serve the run only (answers, records and replays never read them)."""
+        if self.keep_inputs:
+            return None
+        return partial(self._forget, [StoredInput.of(i) for i in _all(inputs)])
 
     def _producer(self, model: ModelConfig, params: Params, fidelity: str | None,
                   inputs: dict[str, Any]) -> partial[Any]:
