@@ -353,9 +353,10 @@ def test_big_and_truncated_images(gw: GatewayServer, token: str, fake) -> None:
     r = post(gw, token, {"model": "gpt-image-1", "prompt": "cut", "size": "1024x1024"})
     assert "not JSON" in error_of(r, 500, "api_error")
     openai.always(Fault(truncated_b64=True))
+    before = len(openai.requests)  # the big image may have taken a retry under load
     r = post(gw, token, {"model": "gpt-image-1", "prompt": "cut", "size": "1024x1024"})
     assert "truncated" in error_of(r, 500, "api_error")
-    assert len(openai.requests) == 1 + 3 + 3  # retried, then no other channel to try
+    assert len(openai.requests) - before == 3  # retried, then no other channel to try
 
 
 def test_large_images_reuse_the_processes_memory(gw: GatewayServer, token: str, fake) -> None:

@@ -289,7 +289,10 @@ class GenerationService:
                     has_callback)))
                 raise UpstreamFailed(message, headers={"Retry-After": "1"}) from None
             # a lost lease, or an async task at shutdown: back to the queue, nothing billed
-            await asyncio.shield(self.tasks.hand_back(job.task_id, owner))
+            try:
+                await asyncio.shield(self.tasks.hand_back(job.task_id, owner))
+            except Exception:  # noqa: BLE001 - the lease runs out and recovery requeues it
+                log.warning("hand_back_failed", task_id=job.task_id, exc_info=True)
             raise
         except Exception:
             log.exception("task_failed", task_id=job.task_id, trace_id=job.trace_id)
