@@ -20,7 +20,7 @@ import importlib
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,15 +168,7 @@ class ChannelRouter:
         kept: list[ImageResult] = []  # made already (and paid for upstream): never asked again
         last: ProviderError | None = None
         cooling: list[float] = []
-        for channel in self.ordered(model):
-            if refuses(channel, request):
-                continue  # validation saw another channel that takes it
-            breaker = self._breaker(channel)
-            now, held = time.monotonic(), breaker.trial
-            if not breaker.admit(now):
-                cooling.append(breaker.wait(now))
-                continue
-            trial = breaker.trial and not held  # this request is the half-open trial
+        for channel, breaker, trial in self.admitted(model, request, cooling):
             if last is not None:
                 metrics.failovers_total.labels(model.name).inc()
                 log.warning("failover", model=model.name, to=channel_name(channel),
@@ -192,6 +184,22 @@ class ChannelRouter:
                 if trial:
                     breaker.trial = False
         raise last if last is not None else nothing_left(model, cooling)
+
+    def admitted(self, model: ModelConfig, request: ImageRequest, cooling: list[float]
+                 ) -> Iterator[tuple[ChannelConfig, Breaker, bool]]:
+        """The model's channels in order, each when its turn comes: those that take the
+        request and that their breaker lets through now, with whether this request is the
+        breaker's half-open trial (the caller ends the trial); a channel cooling down adds
+        its wait to ``cooling``. Calls and streams walk the channels alike through this."""
+        for channel in self.ordered(model):
+            if refuses(channel, request):
+                continue  # validation saw another channel that takes it
+            breaker = self._breaker(channel)
+            now, held = time.monotonic(), breaker.trial
+            if not breaker.admit(now):
+                cooling.append(breaker.wait(now))
+                continue
+            yield channel, breaker, breaker.trial and not held
 
     async def _fill(self, model: ModelConfig, channel: ChannelConfig, request: ImageRequest,
                     deadline: float, kept: list[ImageResult]) -> None:

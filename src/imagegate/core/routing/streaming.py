@@ -22,7 +22,6 @@ from imagegate.core.routing.channels import (
     channel_name,
     for_channel,
     nothing_left,
-    refuses,
     retries,
 )
 from imagegate.core.routing.registry import ChannelConfig, ModelConfig
@@ -43,15 +42,7 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
     """Each event with the channel that sent it. The model's time limit is the caller's."""
     last: ProviderError | None = None
     cooling: list[float] = []
-    for channel in router.ordered(model):
-        if refuses(channel, request):
-            continue  # validation saw another channel that takes it
-        breaker = router._breaker(channel)
-        now, held = time.monotonic(), breaker.trial
-        if not breaker.admit(now):
-            cooling.append(breaker.wait(now))
-            continue
-        trial = breaker.trial and not held
+    for channel, breaker, trial in router.admitted(model, request, cooling):
         if last is not None:
             metrics.failovers_total.labels(model.name).inc()
             log.warning("failover", model=model.name, to=channel_name(channel), stream=True)
