@@ -13,7 +13,6 @@ fetch is a new grant with the secret.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,13 @@ from typing import Any
 import orjson
 
 from imagegate.providers.client import TransportError, UpstreamClient
+from imagegate.providers.tokens import SharedToken, TokenError
+
+__all__ = ["AUTHORITY", "SCOPE", "EntraTokens", "ServicePrincipal", "TokenError"]
 
 AUTHORITY = "https://login.microsoftonline.com"
 SCOPE = "https://cognitiveservices.azure.com/.default"
 REFRESH_MARGIN = 300.0  # seconds before expiry: a token is never sent in its last minutes
-
-
-class TokenError(Exception):
-    """No token could be had: the grant was refused, or the endpoint could not be reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,39 +42,26 @@ class ServicePrincipal:
         return f"{self.authority.rstrip('/')}/{self.tenant_id}/oauth2/v2.0/token"
 
 
-class EntraTokens:
+class EntraTokens(SharedToken):
     def __init__(self, principal: ServicePrincipal, client: UpstreamClient) -> None:
+        super().__init__()
         self.principal = principal
         self.client = client
         self.grants = 0
         self._token: str | None = None
         self._expires = 0.0
-        self._lock = asyncio.Lock()
 
     def _fresh(self) -> str | None:
         if self._token is None or self._expires - time.monotonic() < REFRESH_MARGIN:
             return None
         return self._token
 
-    async def token(self) -> str:
-        token = self._fresh()
-        if token is not None:
-            return token
-        async with self._lock:
-            token = self._fresh()  # another request fetched it while we waited
-            if token is None:
-                await self._grant()
-                token = self._fresh()
-        if token is None:
-            raise TokenError("the token endpoint gave a token that is already expiring")
-        return token
-
     def drop(self, token: str) -> None:
         """The resource refused ``token``: the next request gets a new one."""
         if token == self._token:
             self._token = None
 
-    async def _grant(self) -> None:
+    async def _renew(self) -> None:
         p = self.principal
         if not p.client_secret:
             raise TokenError("no client secret")

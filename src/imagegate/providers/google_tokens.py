@@ -15,21 +15,21 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+from imagegate.providers.tokens import SharedToken, TokenError
+
+__all__ = ["AccessTokens", "TokenError"]
+
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 REFRESH_MARGIN = 300.0  # seconds before expiry: a token is never sent in its last minutes
 
 
-class TokenError(Exception):
-    """No token could be had (no credentials, an unreadable key file, a refused grant)."""
-
-
-class AccessTokens:
+class AccessTokens(SharedToken):
     def __init__(self, key_file: str | None = None) -> None:
+        super().__init__()
         self.key_file = key_file
         self.project: str | None = None  # what the credentials name, if anything
         self.refreshes = 0
         self._credentials: Any = None
-        self._lock = asyncio.Lock()
         self._dropped: str | None = None
 
     def _fresh(self) -> str | None:
@@ -44,19 +44,9 @@ class AccessTokens:
                 return None
         return str(token)
 
-    async def token(self) -> str:
-        token = self._fresh()
-        if token is not None:
-            return token
-        async with self._lock:
-            token = self._fresh()  # another request refreshed it while we waited
-            if token is None:
-                await asyncio.to_thread(self._refresh)
-                self.refreshes += 1
-                token = self._fresh()
-        if token is None:
-            raise TokenError("the token endpoint gave a token that is already expiring")
-        return token
+    async def _renew(self) -> None:
+        await asyncio.to_thread(self._refresh)  # google-auth's refresh blocks
+        self.refreshes += 1
 
     def drop(self, token: str) -> None:
         """The upstream refused ``token``: the next request gets a new one."""
