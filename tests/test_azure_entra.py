@@ -60,8 +60,9 @@ models:
 
 
 def gateway(azure: FakeAzureOpenAI, tmp_path: Path, **env: str) -> GatewayServer:
+    """Not started: ``with`` starts and stops it."""
     config = write_config(tmp_path / "models.yaml", registry(azure))
-    return GatewayServer(tmp_path / "d", "--config", str(config), env={**ENV, **env}).start()
+    return GatewayServer(tmp_path / "d", "--config", str(config), env={**ENV, **env})
 
 
 def bearer_tokens(azure: FakeAzureOpenAI) -> list[str]:
