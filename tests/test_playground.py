@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -94,6 +95,23 @@ def test_fields_follow_the_family(page: Page, model: str) -> None:
     page.check("#async")
     assert page.is_enabled("#callback_url")
     assert "off" not in (page.locator('[data-param="callback_url"]').get_attribute("class") or "")
+
+
+def test_values_the_model_refuses_cannot_be_chosen(page: Page, server: GatewayServer) -> None:
+    """gpt-image-1 and -2 (both gpt-image-2 upstream) refuse transparent backgrounds: the
+    option is disabled and says why; a model that takes it leaves it enabled."""
+    disabled = "s => [...s.options].filter(o => o.disabled).map(o => [o.value, o.title])"
+    page.select_option("#model", "gpt-image-1")
+    page.select_option("#background", "opaque")
+    assert page.eval_on_selector("#background", disabled) == [
+        ["transparent", "gpt-image-1 does not accept background transparent"]]
+    token = server.demo_token()
+    listed = httpx.get(f"{server.url}/v1/models/gpt-image-2",
+                       headers={"authorization": f"Bearer {token}"}).json()
+    assert listed["unsupported"] == {"background": ["transparent"]}
+    page.select_option("#model", "dall-e-3")  # the family ignores background altogether
+    assert page.eval_on_selector("#background", disabled) == []
+    assert values(page, "background") == STATIC["background"]
 
 
 def test_custom_size_is_sent_and_checked(page: Page) -> None:

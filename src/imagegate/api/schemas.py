@@ -225,6 +225,10 @@ COMPONENTS: dict[str, Schema] = {
     "Model": _obj({"id": STRING, "object": _enum(("model",)), "created": {"type": "integer"},
                    "owned_by": STRING, "family": _enum(("dalle", "gpt-image", "nano-banana")),
                    "available": BOOLEAN, "unavailable_reason": {"type": ["string", "null"]},
+                   "unsupported": {"type": "object", "description": "values of a parameter "
+                                   "that every channel of the model refuses (a 400)",
+                                   "additionalProperties": {"type": "array",
+                                                            "items": STRING}},
                    "price": NUMBER, "price_tiers": {"type": "array", "items": {"type": "object"}}},
                   ("id", "object", "family", "available", "price")),
     "ModelList": _obj({"object": _enum(("list",)),

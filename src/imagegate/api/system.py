@@ -52,6 +52,7 @@ def _model(gw: Gateway, name: str) -> dict[str, Any]:
         "id": name, "object": "model", "created": gw.started, "owned_by": "imagegate",
         "family": model.family, "available": not missing,
         "unavailable_reason": f"set {' or '.join(missing)}" if missing else None,
+        "unsupported": {f: list(v) for f, v in model.unsupported().items()},
         "price": float(model.price),
         "price_tiers": [{**t.model_dump(mode="json", exclude_none=True),
                          "price": float(t.price)} for t in model.tiers],

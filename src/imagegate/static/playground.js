@@ -39,12 +39,28 @@ function applyFamily() {
   const quality = fam.quality.length ? [["", `default (${fam.defaults.quality})`]] : [["", "default"]];
   setOptions($("quality"), quality.concat(fam.quality.map((q) => [q, q])));
   for (const param of PARAMS) enable(param, fam.fields.includes(param));
+  refuse(model);
   enable("mask", fam !== familyOf({ family: "nano-banana" }));  // Gemini takes no mask
   enable("stream", fam !== familyOf({ family: "dalle" }));  // dall-e-3 does not stream
   $("n").max = String(fam.nMax);
   if (Number($("n").value) > fam.nMax) $("n").value = String(fam.nMax);
   showCustomSize();
   render();
+}
+
+// Values every channel of the model refuses (GET /v1/models `unsupported`): a 400 if sent.
+function refuse(model) {
+  const refused = (model && model.unsupported) || {};
+  for (const param of PARAMS) {
+    const select = $(param);
+    if (!select || select.tagName !== "SELECT") continue;
+    for (const option of select.options) {
+      const no = option.value !== "" && (refused[param] || []).includes(option.value);
+      option.disabled = no;
+      option.title = no ? `${model.id} does not accept ${param} ${option.value}` : "";
+    }
+    if (select.selectedOptions[0] && select.selectedOptions[0].disabled) select.value = "";
+  }
 }
 
 function showCustomSize() {

@@ -6,7 +6,7 @@ Loaded from YAML (the packaged ``models.yaml`` unless the operator passes their 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -201,6 +201,15 @@ class ModelConfig(_Strict):
 
     _price = field_validator("price")(_whole_micro_credits)
 
+    def unsupported(self) -> dict[str, tuple[str, ...]]:
+        """The values every channel refuses: a request with one is a 400 for this model."""
+        common: dict[str, set[str]] | None = None
+        for channel in self.channels:
+            here = {f: set(values) for f, values in channel.unsupported.items()}
+            common = here if common is None else {
+                f: common[f] & here[f] for f in common.keys() & here.keys()}
+        return {f: tuple(sorted(v)) for f, v in (common or {}).items() if v}
+
     def price_per_image(self, quality: str | None, size: str | None,
                         operation: str = "generations") -> Decimal:
         """The most specific matching tier (quality and size beat either) wins; ties go to
@@ -243,19 +252,10 @@ class Registry(_Strict):
             name: m.model_copy(update={"channels": (ChannelConfig(
                 upstream="sandbox", model=name,
                 image_size=any(c.image_size for c in m.channels),
-                unsupported=_refused_by_all(m.channels)),)})
+                unsupported=m.unsupported()),)})
             for name, m in self.models.items()
         }
         return Registry(upstreams=ups, models=models)
-
-
-def _refused_by_all(channels: Sequence[ChannelConfig]) -> dict[str, tuple[str, ...]]:
-    common: dict[str, set[str]] | None = None
-    for channel in channels:
-        here = {f: set(values) for f, values in channel.unsupported.items()}
-        common = here if common is None else {
-            f: common[f] & here[f] for f in common.keys() & here.keys()}
-    return {f: tuple(sorted(v)) for f, v in (common or {}).items() if v}
 
 
 def default_config_text() -> str:
