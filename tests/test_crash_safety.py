@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -182,3 +184,34 @@ def test_two_worker_processes_never_share_a_task(tmp_path: Path) -> None:
     assert set(claims.values()) == {1}
     assert all(count > 0 for count in per_worker), per_worker
     assert db.query(data, "SELECT max(attempts) FROM tasks") == [(1,)]
+
+
+def test_an_edit_given_up_by_recovery_leaves_no_inputs(tmp_path: Path) -> None:
+    """A sync edit whose node died cannot be answered: recovery fails it, and the inputs
+    stored for its run are deleted with it (no Job ever ends it)."""
+    from tests.support.edits import RED, data_uri, picture
+
+    data = tmp_path / "d"
+    env = {**FAST, "IMAGEGATE_SANDBOX_LATENCY": "30", "IMAGEGATE_WORKERS": "2"}
+    server = GatewayServer(data, "--sandbox", env=env).start()
+    token = server.token(credits=10)
+    body = {"model": "gpt-image-2", "prompt": "lost", "image": data_uri(picture(RED))}
+
+    def send() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the node dies under it
+            httpx.post(server.url + "/openai/images/edits", json=body, timeout=60,
+                       headers={"authorization": f"Bearer {token}"})
+
+    threading.Thread(target=send, daemon=True).start()
+    wait_until(lambda: statuses(data)["running"] == 1)
+    inputs = data / "files" / "inputs"
+    assert len(list(inputs.iterdir())) == 1
+    server.kill()
+    again = GatewayServer(data, "--sandbox", env=env, port=server.port).start()
+    try:
+        wait_until(lambda: statuses(data)["failed"] == 1, timeout=30)
+        wait_until(lambda: not list(inputs.iterdir()), timeout=10)
+    finally:
+        again.stop()
+    (message,) = db.query(data, "SELECT error_message FROM tasks")[0]
+    assert "stopped" in message

@@ -128,6 +128,9 @@ class GenerationService:
         self.stopping = False
         # task type -> the Job of a claimed task of that type (generations: job_of)
         self.job_builders: dict[str, Callable[[Claimed], Job]] = {}
+        # what a task type leaves to delete when it ends without a Job (recovery gave up
+        # on it, or its record no longer prepares): by the record alone
+        self.leftovers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
 
     def prepare(self, body: dict[str, Any]) -> tuple[ModelConfig, Params]:
         model, params = validate(self.registry, body)
@@ -247,9 +250,10 @@ class GenerationService:
         try:
             job = self.job_of(claimed)
         except ApiError as e:  # the registry changed since submission
-            await self.tasks.fail(claimed.id, owner, claimed.credential_id, claimed.credits,
-                                  e.code, e.message,
-                                  has_callback=bool(claimed.request.get("callback_url")))
+            if await self.tasks.fail(claimed.id, owner, claimed.credential_id, claimed.credits,
+                                     e.code, e.message,
+                                     has_callback=bool(claimed.request.get("callback_url"))):
+                await self.ended_without_job(claimed)
             return
         with contextlib.suppress(ApiError):
             await self.run(job, owner)
@@ -326,6 +330,16 @@ class GenerationService:
             await asyncio.shield(job.finished())
         except Exception:  # noqa: BLE001 - the task is done; what is left is only storage
             log.warning("task_cleanup_failed", task_id=job.task_id, exc_info=True)
+
+    async def ended_without_job(self, claimed: Claimed) -> None:
+        """A task failed before any Job ran it: what its type stored for it goes too."""
+        clear = self.leftovers.get(claimed.type)
+        if clear is None:
+            return
+        try:
+            await clear(claimed.request)
+        except Exception:  # noqa: BLE001 - as ended(): only storage is left behind
+            log.warning("task_cleanup_failed", task_id=claimed.id, exc_info=True)
 
     def _hold(self, task_id: str, owner: str) -> None:
         """Keep the task's lease alive while it runs (one renewal a round for all tasks)."""

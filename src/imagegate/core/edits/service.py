@@ -75,6 +75,8 @@ class EditService:
         self.max_request_bytes = max_request_bytes
         self.max_pixels = max_pixels
         generation.job_builders[TYPE] = self.job_of  # workers run claimed edits through us
+        if not keep_inputs:
+            generation.leftovers[TYPE] = self._forget_inputs_of
 
     def prepare(self, body: dict[str, Any], *, has_mask: bool
                 ) -> tuple[ModelConfig, Params, str | None]:
@@ -223,6 +225,9 @@ class EditService:
                    credential_id=claimed.credential_id, model=model, params=params,
                    cost=claimed.credits, produce=self._producer(model, params, fidelity, inputs),
                    finished=self._cleanup(inputs))
+
+    async def _forget_inputs_of(self, record: dict[str, Any]) -> None:
+        await self._forget([StoredInput.of(i) for i in _all(record.get("inputs") or {})])
 
     def _cleanup(self, inputs: dict[str, Any]) -> partial[Any] | None:
         """The inputs serve the run only (answers, records and replays never read them)."""
