@@ -13,7 +13,6 @@ our ``forbidden``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -80,23 +79,17 @@ class AzureOpenAIProvider(OpenAIProvider):
     async def auth_headers(self, channel: str) -> dict[str, str]:
         if self.tokens is not None:
             try:
-                token = await self.tokens.token()
+                return await self.tokens.bearer(self.scrub)
             except TokenError as e:
                 raise UpstreamAuthError(f"upstream {channel} has no Entra ID token: {e}; "
                                         f"check options.tenant_id, options.client_id and "
                                         f"{self.key_env}") from None
-            _sent.set(token)
-            self.scrub.secrets = list(dict.fromkeys([token, *self.scrub.secrets]))[:3]
-            return {"authorization": f"Bearer {token}"}
         if self.bearer:
             return {"authorization": f"Bearer {self.api_key}"}
         return {"api-key": self.api_key or ""}
 
     def classify(self, channel: str, response: http.UpstreamResponse) -> ProviderError:
-        token = _sent.get()
-        if response.status == 401 and self.tokens is not None and token is not None:
-            # revoked or expired early: drop it, and one retry goes with a new one
-            self.tokens.drop(token)
+        if self.tokens is not None and self.tokens.refused(response.status):
             return TokenRefused(super().classify(channel, response).message)
         body = http.json_body(response)
         err = body.get("error") if isinstance(body, dict) else None
@@ -117,6 +110,3 @@ def filtered(results: Any) -> list[str]:
         return []
     return [str(name)[:40] for name, result in results.items()
             if isinstance(result, dict) and result.get("filtered") is True][:10]
-
-
-_sent: ContextVar[str | None] = ContextVar("azure_token_sent", default=None)

@@ -12,7 +12,6 @@ on the Gemini API.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -64,24 +63,16 @@ class VertexProvider(GeminiProvider):
 
     async def auth_headers(self, channel: str) -> dict[str, str]:
         try:
-            token = await self.tokens.token()
+            headers = await self.tokens.bearer(self.scrub)
         except TokenError as e:
             raise UpstreamAuthError(f"upstream {channel} has no access token: {e}") from None
         if not self.project:
             raise UpstreamAuthError(f"upstream {channel} has no project: set options.project")
-        _sent.set(token)
-        self.scrub.secrets = list(dict.fromkeys([token, *self.scrub.secrets]))[:3]
-        return {"authorization": f"Bearer {token}"}
+        return headers
 
     def classify(self, channel: str, response: http.UpstreamResponse) -> ProviderError:
         error = http.classify(channel, response, self.scrub,
                               auth_hint="; check the service account and its roles")
-        token = _sent.get()
-        if response.status == 401 and token is not None:
-            # revoked or expired early: drop it, and one retry goes with a new one
-            self.tokens.drop(token)
+        if self.tokens.refused(response.status):
             return TokenRefused(error.message)
         return error
-
-
-_sent: ContextVar[str | None] = ContextVar("vertex_token_sent", default=None)
