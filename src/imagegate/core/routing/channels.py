@@ -249,13 +249,19 @@ class ChannelRouter:
                     e.message = (f"{e.message} (a retry {wait:.1f}s later would pass the "
                                  f"{model.timeout:g}s limit of {model.name})")
                     raise
-                metrics.retries_total.labels(channel_name(channel)).inc()
-                log.info("retry", channel=channel_name(channel), attempt=attempt + 1,
-                         wait=round(wait, 3), reason=e.message)
-                await asyncio.sleep(wait)
+                await self.pause(channel, attempt, e, wait)
                 if breaker.open_until:
                     raise  # other requests cooled the channel down while we waited
                 attempt += 1
+
+    @staticmethod
+    async def pause(channel: ChannelConfig, attempt: int, error: ProviderError, wait: float,
+                    **also: object) -> None:
+        """Count, log and wait out the backoff before a retry (of a call or a stream)."""
+        metrics.retries_total.labels(channel_name(channel)).inc()
+        log.info("retry", channel=channel_name(channel), attempt=attempt + 1,
+                 wait=round(wait, 3), reason=error.message, **also)
+        await asyncio.sleep(wait)
 
     async def _attempt(self, provider: Provider, channel: ChannelConfig,
                        request: ImageRequest) -> ImageResult:

@@ -60,11 +60,8 @@ async def stream_channels(router: ChannelRouter, model: ModelConfig, request: Im
                     if (sent or not e.retryable or attempt >= retries(channel, e)
                             or breaker.open_until):
                         raise
-                    wait = router.backoff(attempt, e.retry_after)
-                    metrics.retries_total.labels(channel_name(channel)).inc()
-                    log.info("retry", channel=channel_name(channel), attempt=attempt + 1,
-                             wait=round(wait, 3), reason=e.message, stream=True)
-                    await asyncio.sleep(wait)
+                    await router.pause(channel, attempt, e,
+                                       router.backoff(attempt, e.retry_after), stream=True)
                     attempt += 1
                     continue
                 router.succeeded(channel, started)
