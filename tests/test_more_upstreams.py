@@ -349,3 +349,46 @@ def test_streams_through_each_provider(gw: GatewayServer, token: str, fake: Upst
             assert sent.path.endswith("/gemini-3-pro-image-preview:streamGenerateContent")
             assert sent.query == {"alt": "sse"}
     no_secret(str([e.model_dump() for e in events]), fake)
+
+
+def test_an_unreadable_vertex_key_file_is_said_at_startup(ups: Upstreams, tmp_path: Path) -> None:
+    """Not at the first request: the model is listed unavailable, naming the file, and a
+    model with another usable channel still serves."""
+    good = ups.vertex.service_account_key(tmp_path / "sa.json")
+    missing, folder = tmp_path / "gone.json", tmp_path / "keys"
+    folder.mkdir()
+    vertex = f"type: vertex, base_url: '{ups.vertex.base_url}', timeout: 5"
+    config = tmp_path / "models.yaml"
+    config.write_text(f"""
+upstreams:
+  v-missing: {{{vertex}, options: {{project: {PROJECT}, key_file: '{missing}'}}}}
+  v-folder: {{{vertex}, options: {{project: {PROJECT}, key_file: '{folder}'}}}}
+  v-good: {{{vertex}, options: {{project: {PROJECT}, key_file: '{good}'}}}}
+models:
+  nano-banana:
+    family: nano-banana
+    price: 0.04
+    channels: [{{upstream: v-missing, model: gemini-2.5-flash-image}},
+               {{upstream: v-folder, model: gemini-2.5-flash-image}}]
+  nano-banana-2:
+    family: nano-banana
+    price: 0.04
+    channels: [{{upstream: v-missing, model: gemini-2.5-flash-image}},
+               {{upstream: v-good, model: gemini-2.5-flash-image, priority: 1}}]
+""")
+    with GatewayServer(tmp_path / "d", "--config", str(config), env=ENV) as server:
+        token = server.token(credits=10)
+        listed = {m["id"]: m for m in httpx.get(
+            server.url + "/v1/models", headers={"authorization": f"Bearer {token}"}
+        ).json()["data"]}
+        assert not listed["nano-banana"]["available"]
+        reason = listed["nano-banana"]["unavailable_reason"]
+        assert f"options.key_file to a readable service-account key file ({missing}: " \
+               "not found)" in reason
+        assert f"({folder}: a directory)" in reason
+        assert listed["nano-banana-2"]["available"]
+        r = post(server, token, {"model": "nano-banana", "prompt": "x"})
+        assert r.status_code == 500 and "is not available" in r.text and str(missing) in r.text
+        assert "model_unavailable" in server.log() and str(missing) in server.log()
+        r = post(server, token, {"model": "nano-banana-2", "prompt": "x"})
+        assert r.status_code == 200, r.text

@@ -81,7 +81,7 @@ class UpstreamFailed(ApiError):
 
 
 class ModelUnavailable(ApiError):
-    """A model with no usable upstream (its API key is not configured)."""
+    """A model with no usable upstream (no API key set, a key file that cannot be read)."""
 
     status, code = 500, "api_error"
 

@@ -90,7 +90,7 @@ class Gateway:
         }
         for name, missing in unavailable.items():
             log.warning("model_unavailable", model=name,
-                        reason=f"no upstream API key: set {' or '.join(missing)}")
+                        reason=f"no usable upstream credentials: set {' or '.join(missing)}")
         router = ChannelRouter(
             registry, providers, backoff_base=settings.retry_backoff_base,
             backoff_cap=settings.retry_backoff_cap, failure_threshold=settings.breaker_threshold,

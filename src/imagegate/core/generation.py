@@ -137,7 +137,7 @@ class GenerationService:
         missing = self.unavailable.get(model.name)
         if missing:
             raise ModelUnavailable(
-                f"model {model.name} is not available: its upstream has no API key configured; "
+                f"model {model.name} is not available: its upstream has no usable credentials; "
                 f"set {' or '.join(missing)} and restart the gateway"
             )
         return model, params

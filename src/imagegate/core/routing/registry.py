@@ -86,6 +86,35 @@ class UpstreamConfig(_Strict):
         name = self.key_env
         return (env.get(name) or None) if name else None
 
+    def missing(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """What to set before this upstream can be called, or None when nothing is missing.
+        A Vertex key file is read at the first request: a path that cannot be read is said
+        at startup instead. Default credentials (no key file) cannot be checked offline."""
+        if self.type == "sandbox":
+            return None
+        key_file = self.options.get("key_file") if self.type == "vertex" else None
+        if key_file:
+            problem = _unreadable(Path(str(key_file)))
+            return (f"options.key_file to a readable service-account key file ({key_file}: "
+                    f"{problem})") if problem else None
+        if not self.key_env or self.api_key(environ):
+            return None
+        return self.key_env
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        with path.open("rb"):
+            return None
+    except FileNotFoundError:
+        return "not found"
+    except IsADirectoryError:
+        return "a directory"
+    except PermissionError:
+        return "not readable by this process"
+    except OSError as e:
+        return e.strerror or type(e).__name__
+
 
 class ChannelConfig(_Strict):
     upstream: str
@@ -234,13 +263,14 @@ class Registry(_Strict):
 
     def missing_credentials(self, model: ModelConfig, environ: Mapping[str, str] | None = None
                             ) -> list[str]:
-        """Environment variables to set before any channel of ``model`` can be used ([] = ready)."""
+        """What to set before any channel of ``model`` can be used ([] = ready): environment
+        variables, or a key file."""
         missing: list[str] = []
         for channel in model.channels:
-            up = self.upstreams[channel.upstream]
-            if up.type == "sandbox" or not up.key_env or up.api_key(environ):
+            need = self.upstreams[channel.upstream].missing(environ)
+            if need is None:
                 return []
-            missing.append(up.key_env)
+            missing.append(need)
         return sorted(set(missing))
 
     def sandboxed(self) -> Registry:
