@@ -49,7 +49,8 @@ def test_the_sandbox_refuses_what_production_refuses(sdk: openai.OpenAI) -> None
         with pytest.raises(openai.BadRequestError) as exc:
             sdk.images.generate(model=model, prompt="x", background="transparent")
         assert exc.value.status_code == 400
-        assert f'background "transparent" is not supported by {model}' in str(exc.value)
+        assert (f'background "transparent" is not supported by {model}: it is served by '
+                "gpt-image-2, which does not accept it") in str(exc.value)
 
 
 def test_sdk_errors_carry_the_code(sdk: openai.OpenAI) -> None:

@@ -275,14 +275,13 @@ class Registry(_Strict):
 
     def sandboxed(self) -> Registry:
         """Every model served by the sandbox provider, keeping names, families, prices and
-        what production refuses (a value every channel refuses): code written against the
-        sandbox must not meet a new 400 in production."""
+        each channel's upstream model and refusals: code written against the sandbox must
+        not meet a new 400 in production, and its 400s name what production's do."""
         ups = {"sandbox": UpstreamConfig(type="sandbox")}
         models = {
-            name: m.model_copy(update={"channels": (ChannelConfig(
-                upstream="sandbox", model=name,
-                image_size=any(c.image_size for c in m.channels),
-                unsupported=m.unsupported()),)})
+            name: m.model_copy(update={"channels": tuple(ChannelConfig(
+                upstream="sandbox", model=c.model, priority=c.priority, weight=c.weight,
+                image_size=c.image_size, unsupported=c.unsupported) for c in m.channels)})
             for name, m in self.models.items()
         }
         return Registry(upstreams=ups, models=models)
