@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import resource
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,6 +138,71 @@ def test_thousands_of_idle_sockets_leave_health_answering(tmp_path: Path) -> Non
         r = httpx.post(server.url + GEN, json={"model": "nano-banana", "prompt": "x"},
                        headers={"authorization": f"Bearer {token}"}, timeout=30)
         assert r.status_code == 200, r.text
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_connections_over_the_cap_get_429_and_held_ones_go_on(tmp_path: Path) -> None:
+    env = {"IMAGEGATE_MAX_CLIENT_CONNECTIONS": "3", "IMAGEGATE_HEADER_TIMEOUT": "30"}
+    with GatewayServer(tmp_path / "d", "--sandbox", env=env) as server:
+        auth = {"authorization": f"Bearer {server.demo_token()}"}
+        body = {"model": "nano-banana", "prompt": "x"}
+        held = httpx.Client(base_url=server.url, headers=auth, timeout=30)
+        assert held.get("/v1/models").status_code == 200  # connection 1, kept alive
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+        time.sleep(0.3)  # accepted: three connections now
+        with httpx.Client(base_url=server.url, headers=auth, timeout=30) as late:
+            r = late.post(GEN, json=body)
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["code"] == "too_many_requests"
+            assert "as many connections as it may (3)" in r.json()["error"]["message"]
+            assert r.headers["retry-after"] == "1" and r.headers["connection"] == "close"
+        assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+        with socket.create_connection(("127.0.0.1", server.port)) as silent:
+            took = closed_within(silent, 6)  # refused ones wait 1 s for a head, not 30
+        assert took is not None and took < 3, took
+        assert held.post(GEN, json=body).status_code == 200  # held before: still served
+        for s in idle:
+            s.close()
+        time.sleep(0.3)
+        with httpx.Client(base_url=server.url, headers=auth, timeout=30) as again:
+            assert again.post(GEN, json=body).status_code == 200
+        metrics = held.get("/metrics").text
+        assert "imagegate_connections_refused_total 1.0" in metrics  # the POST
+        held.close()
+    assert server.log().count("connections_refused") == 1  # one line per 10 s
+
+
+def test_a_flood_past_the_open_file_limit_leaves_work_in_flight_its_files(
+        tmp_path: Path) -> None:
+    """Hard limit 400 files: 3/4 for clients. 600 idle connections would take every file
+    (the image of a request in flight could not be written: a 500 after the upstream was
+    paid); over the cap they are answered or closed, and the request gets its image."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))  # our own sockets
+    server = GatewayServer(tmp_path / "d", "--sandbox", open_files_hard=400,
+                           env={"IMAGEGATE_HEADER_TIMEOUT": "60", "IMAGEGATE_SANDBOX_LATENCY": "3"})
+    idle: list[socket.socket] = []
+    try:
+        server.start()
+        auth = {"authorization": f"Bearer {server.demo_token()}"}
+        with httpx.Client(base_url=server.url, headers=auth, timeout=60) as client:
+            assert client.get("/v1/models").status_code == 200
+            outcome: list[httpx.Response] = []
+            worker = threading.Thread(target=lambda: outcome.append(client.post(
+                GEN, json={"model": "nano-banana", "prompt": "x"})))
+            worker.start()  # in flight (3 s upstream) while the flood comes
+            for _ in range(600):
+                try:
+                    idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+                except OSError:
+                    break
+            worker.join(60)
+            assert outcome and outcome[0].status_code == 200, outcome[0].text if outcome else ""
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
     finally:
         for s in idle:
             s.close()

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=10.0, gt=0)  # seconds for a request's head to arrive
     body_timeout: float = Field(default=60.0, gt=0)  # seconds for a body, +1 per 64 KB of it
     keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle kept-alive connection's
+    # client connections one process holds before new ones get 429: default, 3/4 of its
+    # open-file limit (api/connections.py)
+    max_client_connections: int | None = Field(default=None, ge=1)
     task_query_max_bytes: int = Field(default=4 * 1024 * 1024, ge=65536)  # one batch answer
     sync_wait: float = Field(default=300.0, gt=0)  # seconds a sync request waits for its task
     # seconds of upstream silence in a started stream before a comment line keeps it open

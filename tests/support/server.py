@@ -37,10 +37,13 @@ class GatewayServer:
     """One gateway process. ``start()`` returns once /healthz answers."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 port: int | None = None, open_files: int | None = None) -> None:
-        """``open_files``: the soft limit on open files the process starts with."""
+                 port: int | None = None, open_files: int | None = None,
+                 open_files_hard: int | None = None) -> None:
+        """``open_files``: the soft limit on open files the process starts with;
+        ``open_files_hard`` the hard one (which the gateway cannot lift)."""
         self.data_dir = data_dir
-        self.open_files = open_files
+        self.open_files = open_files or open_files_hard
+        self.open_files_hard = open_files_hard
         self.args = list(args)
         # generous request rates unless a test is about them
         self.env = {"IMAGEGATE_LOG_JSON": "true", "IMAGEGATE_DEFAULT_RPS": "100000",
@@ -77,7 +80,7 @@ class GatewayServer:
 
     def _limits(self) -> None:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files_hard or hard))
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

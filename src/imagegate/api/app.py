@@ -27,7 +27,7 @@ from imagegate.api import (
     system,
     tasks,
 )
-from imagegate.api.connections import http_protocol, raise_open_file_limit
+from imagegate.api.connections import connection_cap, http_protocol, raise_open_file_limit
 from imagegate.api.hot import Gate
 from imagegate.api.middleware import RequestMiddleware
 from imagegate.api.serving import Server
@@ -131,13 +131,14 @@ def run(app: FastAPI, settings: Settings, *, sockets: list[socket.socket] | None
         if (n := node()) is not None:
             n.deadline()
 
-    raise_open_file_limit()
+    open_files = raise_open_file_limit()
     keep_large_buffers()
     config = uvicorn.Config(app, host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False,
                             timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
                             timeout_keep_alive=math.ceil(settings.keep_alive_timeout),
-                            http=http_protocol(settings.header_timeout),
+                            http=http_protocol(settings.header_timeout, connection_cap(
+                                settings.max_client_connections, open_files)),
                             forwarded_allow_ips=settings.forwarded_allow_ips, **uvicorn_options)
     Server(config, signalled, deadline, settings.shutdown_grace, on_ready=on_ready,
            supervised=supervised).run(sockets)

@@ -1,4 +1,4 @@
-"""What a connection may cost us before it has sent a request.
+"""What a connection may cost us before it has sent a request, and how many we hold.
 
 uvicorn closes a kept-alive connection that stays silent after a response, but a connection
 that trickles its request head a byte at a time, or opens and says nothing, is held forever:
@@ -6,18 +6,33 @@ a few thousand of them take every file descriptor of a node. Here each connectio
 deadline for each request head (from the moment it connects, then from the end of each
 response); a connection that has not sent a whole head by then, and has no request in
 flight, is closed. The body has its own deadline (see ``RequestMiddleware``).
+
+Every connection is an open file, and so is every upstream connection, database connection
+and image being written. A process that let clients take all its files would fail the
+requests it already holds (an image paid for upstream, then not stored). So a connection
+made while the process holds ``max_connections`` others is answered 429 with
+``Retry-After`` and closed, and the files left over stay for the work in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import time
+import uuid
 from typing import Any
 
 import structlog
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from imagegate.api.errors import error_response
+from imagegate.core import metrics
+
 log = structlog.get_logger("imagegate.api")
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})  # a load balancer still sees the node
+RESERVED_SHARE = 4  # a quarter of the open-file limit is kept from clients by default
+REFUSED_HEAD_WAIT = 1.0  # seconds a refused connection may hold its file before its head
 
 
 class HeadDeadline:
@@ -25,12 +40,19 @@ class HeadDeadline:
     request being served, and call ``on_response_complete`` when one is answered)."""
 
     header_timeout = 10.0
+    max_connections: int | None = None
     cycle: Any
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
+    connections: set[Any]  # every open connection of this server, this one included
+    app: ASGIApp
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            # this connection only: its head is answered 429, and it may take 1 s to come
+            self.app = Refusal(self.app, self.max_connections)
+            self.header_timeout = min(self.header_timeout, REFUSED_HEAD_WAIT)
         self._await_head()
 
     def on_response_complete(self) -> None:
@@ -59,10 +81,44 @@ class HeadDeadline:
             self.transport.close()
 
 
-def http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
-    """uvicorn's own HTTP protocol class, with the head deadline."""
+class Refusal:
+    """The app of a connection made over the limit: a 429 that closes it, except for
+    health checks."""
+
+    last_logged = 0.0
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ALWAYS_SERVED:
+            await self.app(scope, receive, send)
+            return
+        metrics.connections_refused.inc()
+        now = time.monotonic()
+        if now - Refusal.last_logged >= 10:  # one line per 10 s: a flood must not flood
+            Refusal.last_logged = now
+            log.warning("connections_refused", limit=self.limit)
+        response = error_response(
+            429, "too_many_requests",
+            f"this gateway process holds as many connections as it may ({self.limit}); "
+            "try again shortly", str(uuid.uuid4()), {"Retry-After": "1", "Connection": "close"})
+        await response(scope, receive, send)
+
+
+def http_protocol(header_timeout: float, max_connections: int | None = None
+                  ) -> type[asyncio.Protocol]:
+    """uvicorn's own HTTP protocol class, with the head deadline and the connection cap."""
     return type("GuardedHTTPProtocol", (HeadDeadline, AutoHTTPProtocol),
-                {"header_timeout": header_timeout})
+                {"header_timeout": header_timeout, "max_connections": max_connections})
+
+
+def connection_cap(configured: int | None, open_files: int) -> int:
+    """``configured`` (``IMAGEGATE_MAX_CLIENT_CONNECTIONS``), else three quarters of the open-file
+    limit: the rest is for upstream and database connections and files being written."""
+    if configured is not None:
+        return configured
+    return max(1, open_files - open_files // RESERVED_SHARE)
 
 
 def raise_open_file_limit() -> int:

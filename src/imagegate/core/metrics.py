@@ -33,6 +33,10 @@ upstream_calls = Counter(
 upstream_seconds = Histogram(
     "imagegate_upstream_duration_seconds", "Upstream call latency by provider",
     ["provider"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+connections_refused = Counter(
+    "imagegate_connections_refused_total",
+    "Connections answered 429 because the process held its maximum of connections",
+    registry=REGISTRY)
 retries_total = Counter(
     "imagegate_upstream_retries_total", "Upstream calls retried on the same channel",
     ["channel"], registry=REGISTRY)
