@@ -250,10 +250,7 @@ class GenerationService:
         try:
             job = self.job_of(claimed)
         except ApiError as e:  # the registry changed since submission
-            if await self.tasks.fail(claimed.id, owner, claimed.credential_id, claimed.credits,
-                                     e.code, e.message,
-                                     has_callback=bool(claimed.request.get("callback_url"))):
-                await self.ended_without_job(claimed)
+            await self.fail_claimed(claimed, owner, e.code, e.message)
             return
         with contextlib.suppress(ApiError):
             await self.run(job, owner)
@@ -279,18 +276,14 @@ class GenerationService:
                 time.monotonic() - started)
             log.info("task_failed", task_id=job.task_id, trace_id=job.trace_id,
                      model=job.model.name, code=error.code, reason=error.message)
-            await self.ended(job, await self.tasks.fail(
-                job.task_id, owner, job.credential_id, job.cost, error.code, error.message,
-                has_callback))
+            await self.fail(job, owner, error.code, error.message)
             raise error from None
         except asyncio.CancelledError:
             if self.stopping and inline:
                 # the client is still waiting: it gets an answer, and nothing is billed
                 message = ("the gateway is shutting down: this request was stopped and "
                            f"nothing was charged (task {job.task_id}); send it again")
-                await self.ended(job, await asyncio.shield(self.tasks.fail(
-                    job.task_id, owner, job.credential_id, job.cost, "api_error", message,
-                    has_callback)))
+                await asyncio.shield(self.fail(job, owner, "api_error", message))
                 raise UpstreamFailed(message, headers={"Retry-After": "1"}) from None
             # a lost lease, or an async task at shutdown: back to the queue, nothing billed
             try:
@@ -300,9 +293,7 @@ class GenerationService:
             raise
         except Exception:
             log.exception("task_failed", task_id=job.task_id, trace_id=job.trace_id)
-            await self.ended(job, await self.tasks.fail(
-                job.task_id, owner, job.credential_id, job.cost, "api_error", "internal error",
-                has_callback))
+            await self.fail(job, owner, "api_error", "internal error")
             raise UpstreamFailed(f"internal error (trace_id {job.trace_id})") from None
         finally:
             self._leases.pop(job.task_id, None)
@@ -331,8 +322,20 @@ class GenerationService:
         except Exception:  # noqa: BLE001 - the task is done; what is left is only storage
             log.warning("task_cleanup_failed", task_id=job.task_id, exc_info=True)
 
-    async def ended_without_job(self, claimed: Claimed) -> None:
-        """A task failed before any Job ran it: what its type stored for it goes too."""
+    async def fail(self, job: Job, owner: str, code: str, message: str) -> None:
+        """Record the task's failure (its cost released) and, if this runner recorded it,
+        end it."""
+        await self.ended(job, await self.tasks.fail(
+            job.task_id, owner, job.credential_id, job.cost, code, message,
+            has_callback=job.params.callback_url is not None))
+
+    async def fail_claimed(self, claimed: Claimed, owner: str, code: str, message: str) -> None:
+        """Fail a claimed task no Job runs (recovery gave up on it, or its record no longer
+        prepares); what its type stored for it goes too."""
+        if not await self.tasks.fail(claimed.id, owner, claimed.credential_id, claimed.credits,
+                                     code, message,
+                                     has_callback=bool(claimed.request.get("callback_url"))):
+            return
         clear = self.leftovers.get(claimed.type)
         if clear is None:
             return

@@ -126,18 +126,18 @@ class StreamService:
         except (ProviderError, TimeoutError) as e:
             error = (provider_error_to_api(e) if isinstance(e, ProviderError) else Timeout(
                 f"{job.model.name} took longer than its {job.model.timeout:g}s limit"))
-            await self._fail(job, owner, error, has_callback, started, delivery)
+            await self._fail(job, owner, error, started, delivery)
             return
         except asyncio.CancelledError:
             # shutdown, or a lost lease: nothing is billed, and a listening client learns why
             error = UpstreamFailed("the gateway stopped this stream and nothing was charged "
                                    f"(task {job.task_id}); send it again")
-            await asyncio.shield(self._fail(job, owner, error, has_callback, started, delivery))
+            await asyncio.shield(self._fail(job, owner, error, started, delivery))
             raise
         except Exception:
             log.exception("task_failed", task_id=job.task_id, trace_id=job.trace_id)
             error = UpstreamFailed(f"internal error (trace_id {job.trace_id})")
-            await self._fail(job, owner, error, has_callback, started, delivery)
+            await self._fail(job, owner, error, started, delivery)
             return
         finally:
             gen._leases.pop(job.task_id, None)
@@ -157,15 +157,12 @@ class StreamService:
                  duration_ms=round((time.monotonic() - started) * 1000, 1))
         await delivery.put(None)
 
-    async def _fail(self, job: Job, owner: str, error: ApiError, has_callback: bool,
-                    started: float, delivery: Delivery) -> None:
+    async def _fail(self, job: Job, owner: str, error: ApiError, started: float,
+                    delivery: Delivery) -> None:
         metrics.task_seconds.labels(job.model.name, "failed").observe(time.monotonic() - started)
         log.info("task_failed", task_id=job.task_id, trace_id=job.trace_id,
                  model=job.model.name, code=error.code, reason=error.message, stream=True)
-        gen = self.generation
-        await gen.ended(job, await gen.tasks.fail(
-            job.task_id, owner, job.credential_id, job.cost, error.code, error.message,
-            has_callback))
+        await self.generation.fail(job, owner, error.code, error.message)
         with contextlib.suppress(TimeoutError):  # a client that reads nothing: let it be
             await asyncio.wait_for(delivery.put(error), 10)
 

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 DEFAULT_API_VERSION = "2025-04-01-preview"
 POLICY_VIOLATION = "ResponsibleAIPolicyViolation"
-AUTH_KINDS = ("api-key", "bearer", "entra")
 
 
 class AzureOpenAIProvider(OpenAIProvider):
@@ -54,10 +53,7 @@ class AzureOpenAIProvider(OpenAIProvider):
         self.key_env = config.key_env or "AZURE_OPENAI_API_KEY"
         self.api_version = str(config.options.get("api_version") or DEFAULT_API_VERSION)
         options = config.options
-        auth = str(options.get("auth") or "api-key")
-        if auth not in AUTH_KINDS:
-            raise ValueError(f"upstream {name} (azure): options.auth is one of "
-                             f"{', '.join(AUTH_KINDS)}, not {auth!r}")
+        auth = options.get("auth") or "api-key"  # one of UpstreamConfig's: it checks them
         self.bearer = auth == "bearer"
         self.tokens: EntraTokens | None = None
         if auth == "entra":

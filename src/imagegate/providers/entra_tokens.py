@@ -17,9 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from imagegate.providers.client import TransportError, UpstreamClient
+from imagegate.providers.http import json_body
 from imagegate.providers.tokens import SharedToken, TokenError
 
 __all__ = ["AUTHORITY", "SCOPE", "EntraTokens", "ServicePrincipal", "TokenError"]
@@ -75,10 +74,7 @@ class EntraTokens(SharedToken):
             raise TokenError(f"the token endpoint could not be reached ({type(e).__name__})"
                              ) from None
         self.grants += 1
-        try:
-            body: Any = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            body = None
+        body = json_body(response)
         if response.status != 200 or not isinstance(body, dict):
             raise TokenError(f"the token grant was refused (HTTP {response.status}"
                              f"{refusal(body)})")

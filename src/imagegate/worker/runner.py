@@ -91,13 +91,11 @@ class Worker:
                     log.warning("tasks_requeued", count=requeued)
                     self.wake.set()
                 for c in exhausted:
-                    if await self.tasks.fail(
-                            c.id, "recovery", c.credential_id, c.credits, "api_error",
-                            f"the task failed after {c.attempts} attempts (its runner stopped)"
-                            if wants_async(c.request) else "the gateway node running this "
-                            "request stopped; nothing was charged",
-                            has_callback=bool(c.request.get("callback_url"))):
-                        await self.generation.ended_without_job(c)
+                    await self.generation.fail_claimed(
+                        c, "recovery", "api_error",
+                        f"the task failed after {c.attempts} attempts (its runner stopped)"
+                        if wants_async(c.request) else "the gateway node running this "
+                        "request stopped; nothing was charged")
                     self.callback_wake.set()
             except Exception:  # noqa: BLE001
                 log.warning("recovery_failed", exc_info=True)

@@ -204,7 +204,7 @@ class EditService:
             if idempotency_key is not None and gen.idempotency.is_conflict(e):
                 replay = await gen.idempotency.find(credential.id, idempotency_key, fingerprint)
                 if replay is not None:
-                    await self._forget([StoredInput.of(i) for i in _all(inputs)])
+                    await self._forget(_stored(inputs))
                     return replay
             raise
         if is_async:
@@ -227,13 +227,13 @@ class EditService:
                    finished=self._cleanup(inputs))
 
     async def _forget_inputs_of(self, record: dict[str, Any]) -> None:
-        await self._forget([StoredInput.of(i) for i in _all(record.get("inputs") or {})])
+        await self._forget(_stored(record.get("inputs") or {}))
 
     def _cleanup(self, inputs: dict[str, Any]) -> partial[Any] | None:
         """The inputs serve the run only (answers, records and replays never read them)."""
         if self.keep_inputs:
             return None
-        return partial(self._forget, [StoredInput.of(i) for i in _all(inputs)])
+        return partial(self._forget, _stored(inputs))
 
     def _producer(self, model: ModelConfig, params: Params, fidelity: str | None,
                   inputs: dict[str, Any]) -> partial[Any]:
@@ -269,8 +269,10 @@ class EditService:
         await self.reader.aclose()
 
 
-def _all(inputs: dict[str, Any]) -> list[dict[str, Any]]:
-    return [*(inputs.get("images") or []), *([inputs["mask"]] if inputs.get("mask") else [])]
+def _stored(inputs: dict[str, Any]) -> list[StoredInput]:
+    """Every stored input a record names: its images, and its mask if any."""
+    return [StoredInput.of(i) for i in
+            [*(inputs.get("images") or []), *([inputs["mask"]] if inputs.get("mask") else [])]]
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
